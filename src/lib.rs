@@ -1,0 +1,10 @@
+//! roster: a declarative GitOps reconciler for API users and their access.
+//!
+//! Pipeline: `load` (YAML with spans, schema and semantic checks) -> `Desired`;
+//! a `store` gives the `Actual` snapshot; `plan` (pure) diffs the two; `apply`
+//! executes a plan, generating secrets through `secret`. The CLI in `cli` is a
+//! thin layer over these; nothing here imports it.
+
+pub mod model;
+pub mod secret;
+pub mod store;

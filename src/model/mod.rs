@@ -1,0 +1,426 @@
+//! The desired state as admins write it (`ConfigFile`), and its resolved form
+//! (`Desired`) that the planner works on.
+//!
+//! The serde + schemars types here are the contract: `schemas/roster.schema.json`
+//! is generated from them. This module does no I/O.
+
+pub mod spec;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use spec::*;
+
+/// The pattern every name (a key of `roles`, `groups`, `users`, `templates`) follows.
+pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9._-]{0,63}$";
+
+/// Whether `s` is a valid roster name (see [`NAME_PATTERN`]).
+pub fn is_valid_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=64).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        })
+}
+
+/// One roster config file. Every top-level map is optional; a config is the
+/// union of all its files, and a name may be defined in one file only.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "roster configuration",
+    description = "Declarative API users, groups, roles, role assignments and set rights, reconciled by roster."
+)]
+pub struct ConfigFile {
+    /// Settings for the whole config (limits, removal policy, credential policies). At most one file may hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+    /// Reusable user templates, keyed by name. A user with `extends: NAME` inherits a template's fields.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub templates: BTreeMap<String, Template>,
+    /// Roles: named sets of permissions, keyed by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub roles: BTreeMap<String, Role>,
+    /// Groups: named sets of users that carry roles and a scope (companies, pay groups), keyed by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub groups: BTreeMap<String, Group>,
+    /// API users (service accounts), keyed by a stable name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}))]
+    pub users: BTreeMap<String, User>,
+    /// Roles granted to one user or one group, optionally limited to a scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub role_assignments: Vec<RoleAssignment>,
+}
+
+/// Config-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The most users that may be active at once (IRIS HR allows 10 active API users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_active_users: Option<u32>,
+    /// What removing a user from the files does: `deactivate` (default) or `delete`.
+    #[serde(default)]
+    pub removal: Removal,
+    /// A plan that would deactivate or delete more than this share of the managed users is refused
+    /// unless `--allow-mass-removal` is given. Default 0.25.
+    #[serde(default = "default_removal_fraction")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub max_removal_fraction: f64,
+    /// How generated passwords look.
+    #[serde(default)]
+    pub password: PasswordPolicy,
+    /// How generated access tokens look.
+    #[serde(default)]
+    pub token: TokenPolicy,
+    /// argon2id cost parameters for stored secret hashes.
+    #[serde(default)]
+    pub argon2: Argon2Params,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_active_users: None,
+            removal: Removal::default(),
+            max_removal_fraction: default_removal_fraction(),
+            password: PasswordPolicy::default(),
+            token: TokenPolicy::default(),
+            argon2: Argon2Params::default(),
+        }
+    }
+}
+
+fn default_removal_fraction() -> f64 {
+    0.25
+}
+
+/// What removing a user from the files does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Removal {
+    /// Removed users are deactivated and kept (the default).
+    #[default]
+    Deactivate,
+    /// Removed users are deleted from the store.
+    Delete,
+}
+
+/// The shape of generated passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordPolicy {
+    /// Length in characters (16 to 256, default 32).
+    #[serde(default = "default_password_length")]
+    #[schemars(range(min = 16, max = 256))]
+    pub length: u32,
+    /// Use lowercase letters (default true).
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+    /// Use uppercase letters (default true).
+    #[serde(default = "yes")]
+    pub uppercase: bool,
+    /// Use digits (default true).
+    #[serde(default = "yes")]
+    pub digits: bool,
+    /// Use the symbols `!#%+-.:=?@^_~` (default true).
+    #[serde(default = "yes")]
+    pub symbols: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            length: 32,
+            lowercase: true,
+            uppercase: true,
+            digits: true,
+            symbols: true,
+        }
+    }
+}
+
+fn default_password_length() -> u32 {
+    32
+}
+fn yes() -> bool {
+    true
+}
+
+/// The shape of generated access tokens: `PREFIX` + base64url of `bytes` random bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPolicy {
+    /// A recognizable prefix so secret scanners can find leaked tokens (default `rst_`).
+    #[serde(default = "default_token_prefix")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{0,16}$"))]
+    pub prefix: String,
+    /// Random bytes in the token (16 to 128, default 32).
+    #[serde(default = "default_token_bytes")]
+    #[schemars(range(min = 16, max = 128))]
+    pub bytes: u32,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy {
+            prefix: default_token_prefix(),
+            bytes: default_token_bytes(),
+        }
+    }
+}
+
+fn default_token_prefix() -> String {
+    "rst_".to_string()
+}
+fn default_token_bytes() -> u32 {
+    32
+}
+
+/// argon2id parameters (OWASP: m=19456 KiB, t=2, p=1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Argon2Params {
+    /// Memory cost in KiB (default 19456).
+    #[serde(default = "default_m")]
+    #[schemars(range(min = 8192, max = 1048576))]
+    pub memory_kib: u32,
+    /// Iterations (default 2).
+    #[serde(default = "default_t")]
+    #[schemars(range(min = 1, max = 16))]
+    pub iterations: u32,
+    /// Lanes (default 1).
+    #[serde(default = "default_p")]
+    #[schemars(range(min = 1, max = 16))]
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Argon2Params {
+            memory_kib: default_m(),
+            iterations: default_t(),
+            parallelism: default_p(),
+        }
+    }
+}
+fn default_m() -> u32 {
+    19456
+}
+fn default_t() -> u32 {
+    2
+}
+fn default_p() -> u32 {
+    1
+}
+
+/// A role: a named set of permissions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    /// What the role is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Permissions such as `payroll.read`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<Permission>,
+}
+
+/// A permission string such as `payroll.read` or `employee.positions.write`.
+pub type Permission = String;
+
+/// A group: a named set of users carrying roles and a scope.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// What the group is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Roles every member of the group gets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Companies the group's members may access.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<String>,
+    /// Pay groups the group's members may access.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pay_groups: Vec<String>,
+    /// A protected group is never deleted, even when removed from the files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+/// A user's class (Avanti "User Class").
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum UserClass {
+    /// A regular user (the default).
+    #[default]
+    Regular,
+    /// A manager self-service user.
+    ManagerSelfService,
+}
+
+/// Who owns the user's login.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Authentication {
+    /// The password is managed by roster (the default).
+    #[default]
+    Local,
+    /// An identity provider owns the login: roster never generates a password.
+    Sso,
+}
+
+/// A set-rights access level for one area (IRIS HR "Set Rights").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessLevel {
+    /// No access.
+    None,
+    /// GET only.
+    Read,
+    /// GET, POST, PUT, PATCH.
+    Write,
+    /// GET, POST, PUT, PATCH, DELETE.
+    Full,
+}
+
+impl AccessLevel {
+    /// The HTTP verbs this level allows.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            AccessLevel::None => &[],
+            AccessLevel::Read => &["GET"],
+            AccessLevel::Write => &["GET", "POST", "PUT", "PATCH"],
+            AccessLevel::Full => &["GET", "POST", "PUT", "PATCH", "DELETE"],
+        }
+    }
+    /// The level's name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessLevel::None => "none",
+            AccessLevel::Read => "read",
+            AccessLevel::Write => "write",
+            AccessLevel::Full => "full",
+        }
+    }
+}
+
+/// Which credentials roster generates for a user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Generate a password (not allowed for `authentication: sso`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<bool>,
+    /// Generate an access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<bool>,
+    /// Raise this counter to rotate (reset password / regenerate token). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub rotation: Option<u32>,
+}
+
+/// The fields a user and a template share (everything but identity).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    /// Another template this one inherits from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// Whether the user is active (default true). `false` deactivates the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// `regular` (default) or `manager-self-service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<UserClass>,
+    /// `local` (default: roster manages the password) or `sso`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication: Option<Authentication>,
+    /// The identity provider of an `sso` user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    /// Groups the user belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// Roles granted to the user directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Access level per area (`none`, `read`, `write`, `full`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_rights: Option<BTreeMap<String, AccessLevel>>,
+    /// Which credentials roster generates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
+    /// A protected user is never deactivated or deleted, even when removed from the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<bool>,
+}
+
+/// An API user (service account).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// The name people see, e.g. "Qlearsite engagement survey".
+    pub display_name: String,
+    /// Given name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Family name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// Email address, unique across all users (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
+    pub email: Option<String>,
+    /// Names this user had before; the user is renamed, not recreated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_names: Vec<String>,
+    #[serde(flatten)]
+    pub fields: Template,
+}
+
+/// A role granted to exactly one user or one group, optionally limited to a scope.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleAssignment {
+    /// The role granted.
+    pub role: String,
+    /// The user it is granted to (exactly one of `user` / `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The group it is granted to (exactly one of `user` / `group`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Employee positions the role applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<String>,
+    /// Companies the role applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<String>,
+    /// Pay groups the role applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pay_groups: Vec<String>,
+}
+
+/// The JSON Schema of a config file, as committed in `schemas/roster.schema.json`.
+pub fn config_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(ConfigFile);
+    serde_json::to_value(schema).expect("a generated schema is valid JSON")
+}

@@ -1,0 +1,157 @@
+//! Resolved resources: what a user, group, role or role assignment *is* once
+//! templates are merged and defaults applied. The planner compares these; the
+//! stores persist them. Sets are ordered so that output is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccessLevel, Authentication, Settings, UserClass};
+
+/// A resolved user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub active: bool,
+    pub class: UserClass,
+    pub authentication: Authentication,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub groups: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub roles: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set_rights: BTreeMap<String, AccessLevel>,
+    pub credentials: CredentialSpec,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+/// Which credentials a user has, and the rotation counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialSpec {
+    pub password: bool,
+    pub token: bool,
+    pub rotation: u32,
+}
+
+/// A resolved group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub roles: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub companies: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pay_groups: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+}
+
+/// A resolved role.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub permissions: BTreeSet<String>,
+}
+
+/// Who a role assignment grants its role to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+impl Subject {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Subject::User(_) => "user",
+            Subject::Group(_) => "group",
+        }
+    }
+    pub fn name(&self) -> &str {
+        match self {
+            Subject::User(n) | Subject::Group(n) => n,
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind(), self.name())
+    }
+}
+
+/// A resolved role assignment. Its identity is (role, subject): see [`AssignmentSpec::id`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignmentSpec {
+    pub role: String,
+    pub subject: Subject,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub positions: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub companies: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pay_groups: BTreeSet<String>,
+}
+
+impl AssignmentSpec {
+    /// The stable id used in addresses: `ROLE@user.NAME` or `ROLE@group.NAME`.
+    pub fn id(&self) -> String {
+        assignment_id(&self.role, &self.subject)
+    }
+}
+
+/// The stable id of the assignment of `role` to `subject`.
+pub fn assignment_id(role: &str, subject: &Subject) -> String {
+    format!("{role}@{subject}")
+}
+
+/// The kinds of resources roster manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Role,
+    Group,
+    User,
+    RoleAssignment,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Role => "role",
+            Kind::Group => "group",
+            Kind::User => "user",
+            Kind::RoleAssignment => "role_assignment",
+        }
+    }
+}
+
+/// The resolved, validated desired state: what the planner reconciles towards.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Desired {
+    pub settings: Settings,
+    pub roles: BTreeMap<String, RoleSpec>,
+    pub groups: BTreeMap<String, GroupSpec>,
+    pub users: BTreeMap<String, UserSpec>,
+    /// Keyed by [`AssignmentSpec::id`].
+    pub assignments: BTreeMap<String, AssignmentSpec>,
+    /// Old name -> current name, from users' `previous_names`.
+    pub renames: BTreeMap<String, String>,
+    /// A digest of the config files' contents (sha256, hex), recorded in saved plans.
+    pub digest: String,
+}

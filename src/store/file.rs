@@ -1,0 +1,310 @@
+//! The embedded default store: one JSON file (`file:PATH`).
+//!
+//! Commits are atomic: a temp file in the same directory is written, fsynced
+//! and renamed over the old one, then the directory is fsynced, so after a
+//! crash the file is either the old state or the new one. The file is 0600.
+//! The apply lock is an exclusive OS lock on `PATH.lock`, which also records
+//! the holder (pid, host, since) for the message a second apply prints.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AuditEntry, Change, ChangeOutcome, ChangeSet, CommitReport, LockOwner, Record, Snapshot,
+    StateStore, StoreError, StoreInfo, StoreLock, Version,
+};
+use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
+
+/// The on-disk format version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `file:PATH`.
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+/// The state file's contents.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    format_version: u32,
+    lineage: String,
+    serial: u64,
+    #[serde(default)]
+    roles: BTreeMap<String, Record<RoleSpec>>,
+    #[serde(default)]
+    groups: BTreeMap<String, Record<GroupSpec>>,
+    #[serde(default)]
+    users: BTreeMap<String, Record<UserSpec>>,
+    #[serde(default)]
+    assignments: BTreeMap<String, Record<AssignmentSpec>>,
+    #[serde(default)]
+    history: Vec<AuditEntry>,
+}
+
+#[derive(Debug)]
+struct FileLock {
+    _file: File,
+}
+
+impl StoreLock for FileLock {}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileStore { path: path.into() }
+    }
+
+    fn io(&self, path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".lock");
+        PathBuf::from(p)
+    }
+
+    fn load(&self) -> Result<Option<StateFile>, StoreError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(&self.path, e)),
+        };
+        let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            what: format!("state file {}", self.path.display()),
+            detail: e.to_string(),
+        })?;
+        if state.format_version != FORMAT_VERSION {
+            return Err(StoreError::Corrupt {
+                what: format!("state file {}", self.path.display()),
+                detail: format!(
+                    "format_version {} is not supported (this roster reads {FORMAT_VERSION})",
+                    state.format_version
+                ),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    fn parent_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// Write `state` atomically: temp file, fsync, rename, fsync the directory.
+    fn save(&self, state: &StateFile) -> Result<(), StoreError> {
+        let dir = self.parent_dir();
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, state)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            File::open(&dir)?.sync_all()
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            self.io(&self.path, e)
+        })
+    }
+
+    fn ensure_dir(&self) -> Result<(), StoreError> {
+        let dir = self.parent_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| self.io(&dir, e))
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+fn snapshot_of(state: StateFile) -> Snapshot {
+    Snapshot {
+        version: Some(Version {
+            lineage: state.lineage,
+            serial: state.serial,
+        }),
+        roles: state.roles,
+        groups: state.groups,
+        users: state.users,
+        assignments: state.assignments,
+        limitations: Vec::new(),
+    }
+}
+
+fn read_owner(file: &mut File) -> Option<LockOwner> {
+    let mut s = String::new();
+    file.seek(io::SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut s).ok()?;
+    serde_json::from_str(&s).ok()
+}
+
+impl StateStore for FileStore {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            kind: "file".into(),
+            location: format!("file:{}", self.path.display()),
+        }
+    }
+
+    fn read(&self) -> Result<Snapshot, StoreError> {
+        Ok(self.load()?.map(snapshot_of).unwrap_or_default())
+    }
+
+    fn lock(
+        &self,
+        owner: &LockOwner,
+        timeout: Duration,
+    ) -> Result<Box<dyn StoreLock + '_>, StoreError> {
+        self.ensure_dir()?;
+        let path = self.lock_path();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| self.io(&path, e))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    if Instant::now() >= deadline {
+                        return Err(match read_owner(&mut file) {
+                            Some(holder) => StoreError::Locked { holder },
+                            None => StoreError::LockedUnknown,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50).min(deadline - Instant::now()));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(self.io(&path, e)),
+            }
+        }
+        let record = serde_json::to_vec(owner).map_err(|e| self.io(&path, e.into()))?;
+        (|| {
+            file.set_len(0)?;
+            file.seek(io::SeekFrom::Start(0))?;
+            file.write_all(&record)?;
+            file.sync_all()
+        })()
+        .map_err(|e| self.io(&path, e))?;
+        Ok(Box::new(FileLock { _file: file }))
+    }
+
+    fn commit(
+        &self,
+        _lock: &dyn StoreLock,
+        changes: ChangeSet,
+    ) -> Result<CommitReport, StoreError> {
+        self.ensure_dir()?;
+        let mut state = match self.load()? {
+            Some(s) => s,
+            None => StateFile {
+                format_version: FORMAT_VERSION,
+                lineage: uuid::Uuid::new_v4().to_string(),
+                ..StateFile::default()
+            },
+        };
+        let base = &changes.base;
+        if !base.lineage.is_empty() && base.lineage != state.lineage {
+            return Err(StoreError::LineageMismatch {
+                expected: base.lineage.clone(),
+                found: state.lineage,
+            });
+        }
+        if base.serial != state.serial {
+            return Err(StoreError::Stale {
+                expected: base.serial,
+                found: state.serial,
+            });
+        }
+        let serial = state.serial + 1;
+        let mut outcomes = Vec::with_capacity(changes.changes.len());
+        for change in changes.changes {
+            let address = change.address();
+            match change {
+                Change::PutRole { name, mut record } => {
+                    record.meta.serial = serial;
+                    state.roles.insert(name, record);
+                }
+                Change::PutGroup { name, mut record } => {
+                    record.meta.serial = serial;
+                    state.groups.insert(name, record);
+                }
+                Change::PutUser {
+                    name,
+                    mut record,
+                    renamed_from,
+                    ..
+                } => {
+                    if let Some(old) = renamed_from {
+                        state.users.remove(&old);
+                    }
+                    record.meta.serial = serial;
+                    state.users.insert(name, record);
+                }
+                Change::PutAssignment { id, mut record } => {
+                    record.meta.serial = serial;
+                    state.assignments.insert(id, record);
+                }
+                Change::Delete { kind, name } => {
+                    match kind {
+                        Kind::Role => state.roles.remove(&name).map(|_| ()),
+                        Kind::Group => state.groups.remove(&name).map(|_| ()),
+                        Kind::User => state.users.remove(&name).map(|_| ()),
+                        Kind::RoleAssignment => state.assignments.remove(&name).map(|_| ()),
+                    };
+                }
+            }
+            outcomes.push(ChangeOutcome {
+                address,
+                error: None,
+            });
+        }
+        state.serial = serial;
+        if let Some(mut audit) = changes.audit {
+            audit.serial = serial;
+            state.history.push(audit);
+        }
+        self.save(&state)?;
+        Ok(CommitReport {
+            version: Version {
+                lineage: state.lineage,
+                serial,
+            },
+            outcomes,
+        })
+    }
+
+    fn history(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.load()?.map(|s| s.history).unwrap_or_default())
+    }
+}

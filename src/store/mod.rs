@@ -1,0 +1,316 @@
+//! The state store: where roster keeps (or finds) the actual state.
+//!
+//! One trait, [`StateStore`], several backends chosen by URL (see [`open`]):
+//! `file:PATH` (the embedded default), `scim+http(s)://…` and `etcd://…`.
+//! Every backend passes the same test suite (`tests/store_suite.rs`).
+//!
+//! A store hands out a [`Snapshot`] at a [`Version`], takes an exclusive lock,
+//! and commits a [`ChangeSet`] made against a version, refusing a stale one.
+
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
+use crate::secret::Secret;
+
+/// The store URL used when neither `--store` nor `ROSTER_STORE` is given.
+pub const DEFAULT_STORE_URL: &str = "file:.roster/state.json";
+
+/// What a store is, for saved plans and messages. Never holds credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreInfo {
+    /// `file`, `scim` or `etcd`.
+    pub kind: String,
+    /// Where it is: the URL without any credentials.
+    pub location: String,
+}
+
+/// The version a snapshot was read at: the store's lineage (a uuid chosen when
+/// the store was first written) and its serial (raised by every commit).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Version {
+    pub lineage: String,
+    pub serial: u64,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lineage {} serial {}", self.lineage, self.serial)
+    }
+}
+
+/// Hashes of a user's current secrets (argon2id PHC strings). Never rendered.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretHashes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// RFC 3339 time the current secrets were generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_at: Option<String>,
+}
+
+impl SecretHashes {
+    pub fn is_empty(&self) -> bool {
+        self.password.is_none() && self.token.is_none()
+    }
+}
+
+impl fmt::Debug for SecretHashes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretHashes")
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("generated_at", &self.generated_at)
+            .finish()
+    }
+}
+
+/// Bookkeeping kept beside each stored resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMeta {
+    /// RFC 3339 creation time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// RFC 3339 time of the last change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// The store serial of the last change.
+    #[serde(default)]
+    pub serial: u64,
+    /// sha256 (hex) of the spec roster last wrote; a spec that no longer
+    /// matches it was changed outside roster (drift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_digest: Option<String>,
+    /// Users only: RFC 3339 time of deactivation, while deactivated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<String>,
+    /// Users only: hashes of the current secrets.
+    #[serde(default, skip_serializing_if = "SecretHashes::is_empty")]
+    pub secrets: SecretHashes,
+}
+
+/// One stored resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record<T> {
+    /// The resource's fields as the store holds them now.
+    pub spec: T,
+    /// Whether roster manages it. Unmanaged resources are counted, never touched.
+    pub managed: bool,
+    #[serde(default)]
+    pub meta: RecordMeta,
+}
+
+/// Everything a store holds, at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: Option<Version>,
+    #[serde(default)]
+    pub roles: BTreeMap<String, Record<RoleSpec>>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Record<GroupSpec>>,
+    #[serde(default)]
+    pub users: BTreeMap<String, Record<UserSpec>>,
+    /// Keyed by [`AssignmentSpec::id`].
+    #[serde(default)]
+    pub assignments: BTreeMap<String, Record<AssignmentSpec>>,
+    /// What this store cannot hold (e.g. a SCIM server without roster's
+    /// extension): one line each, shown in every plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limitations: Vec<String>,
+}
+
+impl Snapshot {
+    /// The version a commit against this snapshot must name as its base.
+    pub fn version_or_new(&self) -> Version {
+        self.version.clone().unwrap_or(Version {
+            lineage: String::new(),
+            serial: 0,
+        })
+    }
+}
+
+/// Plaintext secrets that a store must set itself (a SCIM server keeps its own
+/// password). Stores that keep hashes only ignore them.
+#[derive(Debug, Default)]
+pub struct NewSecrets {
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+}
+
+/// One change in a commit.
+#[derive(Debug)]
+pub enum Change {
+    PutRole {
+        name: String,
+        record: Record<RoleSpec>,
+    },
+    PutGroup {
+        name: String,
+        record: Record<GroupSpec>,
+    },
+    PutUser {
+        name: String,
+        record: Record<UserSpec>,
+        /// The user's old name when this change renames it.
+        renamed_from: Option<String>,
+        secrets: NewSecrets,
+    },
+    PutAssignment {
+        id: String,
+        record: Record<AssignmentSpec>,
+    },
+    Delete {
+        kind: Kind,
+        name: String,
+    },
+}
+
+impl Change {
+    /// The address of the resource it changes, e.g. `user.qlearsite`.
+    pub fn address(&self) -> String {
+        match self {
+            Change::PutRole { name, .. } => format!("role.{name}"),
+            Change::PutGroup { name, .. } => format!("group.{name}"),
+            Change::PutUser { name, .. } => format!("user.{name}"),
+            Change::PutAssignment { id, .. } => format!("role_assignment.{id}"),
+            Change::Delete { kind, name } => format!("{}.{name}", kind.as_str()),
+        }
+    }
+}
+
+/// Who ran an apply, recorded in the store's history.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub serial: u64,
+    pub at: String,
+    pub user: String,
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_run: Option<String>,
+    pub plan_digest: String,
+    pub outcome: String,
+}
+
+/// Changes made against one version, committed under the lock.
+#[derive(Debug)]
+pub struct ChangeSet {
+    /// The version the changes were planned against; a store at another version refuses them.
+    pub base: Version,
+    /// In dependency order: roles, groups, users, assignments; deletions in reverse.
+    pub changes: Vec<Change>,
+    /// RFC 3339 time of this apply.
+    pub at: String,
+    pub audit: Option<AuditEntry>,
+}
+
+/// What happened to one change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangeOutcome {
+    pub address: String,
+    /// `None` when it was applied; the reason when it failed.
+    pub error: Option<String>,
+}
+
+/// The result of a commit: the new version and each change's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    pub version: Version,
+    pub outcomes: Vec<ChangeOutcome>,
+}
+
+/// Who holds a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockOwner {
+    pub pid: u32,
+    pub host: String,
+    /// RFC 3339 time the lock was taken.
+    pub since: String,
+}
+
+impl fmt::Display for LockOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} on {} since {}", self.pid, self.host, self.since)
+    }
+}
+
+/// A held lock; dropping it releases the lock.
+pub trait StoreLock: fmt::Debug {}
+
+/// Errors from any store. Messages never contain secrets or credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("the store is locked by {holder}")]
+    Locked { holder: LockOwner },
+    #[error("the store is locked by another apply (holder unknown)")]
+    LockedUnknown,
+    #[error(
+        "the store changed since this plan was made: serial {found}, plan made at serial {expected}"
+    )]
+    Stale { expected: u64, found: u64 },
+    #[error("the store's lineage is {found}, but the plan was made against lineage {expected}")]
+    LineageMismatch { expected: String, found: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// A state store backend.
+pub trait StateStore: Send + Sync {
+    /// What and where the store is.
+    fn info(&self) -> StoreInfo;
+    /// Read everything at one consistent version. Never writes.
+    fn read(&self) -> Result<Snapshot, StoreError>;
+    /// Take the exclusive apply lock, waiting up to `timeout`.
+    fn lock(
+        &self,
+        owner: &LockOwner,
+        timeout: Duration,
+    ) -> Result<Box<dyn StoreLock + '_>, StoreError>;
+    /// Commit changes made against `changes.base` while holding `lock`.
+    /// Refuses with [`StoreError::Stale`] when the store has moved on.
+    fn commit(&self, lock: &dyn StoreLock, changes: ChangeSet) -> Result<CommitReport, StoreError>;
+    /// The audit trail, oldest first.
+    fn history(&self) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Options for opening a store beyond its URL.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Allow `scim+http://` to hosts other than loopback.
+    pub allow_insecure_http: bool,
+    /// A PEM CA bundle to trust for `https` stores.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// Open the store a URL names.
+pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, StoreError> {
+    let _ = options;
+    if let Some(path) = url.strip_prefix("file:") {
+        if path.is_empty() {
+            return Err(StoreError::InvalidUrl {
+                url: url.into(),
+                reason: "the path is empty".into(),
+            });
+        }
+        return Ok(Box::new(file::FileStore::new(path)));
+    }
+    Err(StoreError::InvalidUrl {
+        url: url.into(),
+        reason: "expected file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX".into(),
+    })
+}
