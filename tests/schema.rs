@@ -155,3 +155,46 @@ fn enum_values(v: &Value, out: &mut BTreeSet<String>) {
         _ => {}
     }
 }
+
+/// Every diagnostic code (`"family.name"` string literals) used in `src/load`.
+fn diagnostic_codes() -> BTreeSet<String> {
+    let mut codes = BTreeSet::new();
+    let dir = root().join("src/load");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    files.sort();
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        for literal in text.split('"').skip(1).step_by(2) {
+            let is_code = literal.split_once('.').is_some_and(|(family, name)| {
+                !family.is_empty()
+                    && !name.is_empty()
+                    && family.chars().all(|c| c.is_ascii_lowercase())
+                    && name.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            });
+            if is_code {
+                codes.insert(literal.to_string());
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn reference_lists_every_diagnostic_code() {
+    let path = root().join("docs/config-reference.md");
+    let doc = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let codes = diagnostic_codes();
+    assert!(codes.contains("schema.unknown-field"), "{codes:?}");
+    let missing: Vec<&String> = codes
+        .iter()
+        .filter(|c| !doc.contains(&format!("| `{c}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the diagnostic code table in docs/config-reference.md lacks: {missing:?}"
+    );
+}
