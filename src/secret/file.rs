@@ -51,7 +51,12 @@ pub fn check_secrets_path(path: &Path) -> Result<(), SecretError> {
                 path: path.to_path_buf(),
             });
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // A missing or non-directory parent is reported by the checks below.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) => {}
         Err(e) => return Err(io_error("inspect", path, e)),
     }
     let dir = dir_of(path);
