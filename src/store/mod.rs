@@ -2,11 +2,12 @@
 //!
 //! One trait, [`StateStore`], several backends chosen by URL (see [`open`]):
 //! `file:PATH` (the embedded default), `scim+http(s)://…` and `etcd://…`.
-//! Every backend passes the same test suite (`tests/store_suite.rs`).
+//! Every backend passes the same test suite (`tests/common/store_suite.rs`).
 //!
 //! A store hands out a [`Snapshot`] at a [`Version`], takes an exclusive lock,
 //! and commits a [`ChangeSet`] made against a version, refusing a stale one.
 
+pub mod etcd;
 pub mod file;
 
 use std::collections::BTreeMap;
@@ -295,6 +296,10 @@ pub struct OpenOptions {
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for `https` stores.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate for `etcd+https` stores that require one.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Open the store a URL names.
@@ -308,6 +313,9 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
             });
         }
         return Ok(Box::new(file::FileStore::new(path)));
+    }
+    if url.starts_with("etcd://") || url.starts_with("etcd+https://") {
+        return Ok(Box::new(etcd::EtcdStore::open(url, options)?));
     }
     Err(StoreError::InvalidUrl {
         url: url.into(),
