@@ -38,7 +38,6 @@ use self::http::{Features, Http, HttpError, HttpOptions, Op, OpResult, quote};
 use super::{
     AuditEntry, Change, ChangeOutcome, ChangeSet, CommitReport, LockOwner, NewSecrets, Record,
     RecordMeta, SecretHashes, Snapshot, StateStore, StoreError, StoreInfo, StoreLock, Version,
-    spec_digest,
 };
 use crate::model::{
     AccessLevel, AssignmentSpec, CredentialSpec, GroupSpec, Kind, RoleSpec, UserSpec,
@@ -576,6 +575,14 @@ fn user_record(
     } else {
         &Value::Null
     };
+    // Membership of a managed group on the server is the truth; groups the
+    // user names that are not on the server come from the extension.
+    let mut groups = groups;
+    groups.extend(
+        strings(&ext["memberOf"])
+            .into_iter()
+            .filter(|g| !all_groups.get(g).is_some_and(|r| r.managed)),
+    );
     let core_roles = strings(&j["roles"]);
     let own = strings(&ext["ownRoles"]);
     let group_roles: BTreeSet<String> = groups
@@ -644,8 +651,9 @@ fn put(m: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-fn meta_ext(m: &mut Map<String, Value>, meta: &RecordMeta, digest: String, serial: u64) {
-    put(m, "appliedDigest", json!(digest));
+/// The bookkeeping fields; `appliedDigest` is the caller's (see `spec_digest`).
+fn meta_ext(m: &mut Map<String, Value>, meta: &RecordMeta, serial: u64) {
+    put(m, "appliedDigest", json!(meta.applied_digest));
     put(m, "serial", json!(serial));
     put(m, "createdAt", json!(meta.created_at));
     put(m, "updatedAt", json!(meta.updated_at));
@@ -663,7 +671,9 @@ fn user_json(
     let mut m = Map::new();
     let mut schemas = vec![json!(USER_SCHEMA)];
     put(&mut m, "userName", json!(name));
-    put(&mut m, "externalId", json!(format!("roster:user:{name}")));
+    if rec.managed {
+        put(&mut m, "externalId", json!(format!("roster:user:{name}")));
+    }
     put(&mut m, "displayName", json!(s.display_name));
     let mut n = Map::new();
     put(&mut n, "givenName", json!(s.first_name));
@@ -695,6 +705,9 @@ fn user_json(
         put(&mut x, "class", json!(enum_str(&s.class)));
         put(&mut x, "authentication", json!(enum_str(&s.authentication)));
         put(&mut x, "identityProvider", json!(s.identity_provider));
+        if !s.groups.is_empty() {
+            put(&mut x, "memberOf", json!(s.groups));
+        }
         if !s.roles.is_empty() {
             put(&mut x, "ownRoles", json!(s.roles));
         }
@@ -710,12 +723,7 @@ fn user_json(
             json!(rec.meta.secrets.generated_at),
         );
         put(&mut x, "deactivatedAt", json!(rec.meta.deactivated_at));
-        let digest = rec
-            .meta
-            .applied_digest
-            .clone()
-            .unwrap_or_else(|| spec_digest(s));
-        meta_ext(&mut x, &rec.meta, digest, serial);
+        meta_ext(&mut x, &rec.meta, serial);
         m.insert(USER_EXT.into(), Value::Object(x));
     }
     m.insert("schemas".into(), Value::Array(schemas));
@@ -728,7 +736,9 @@ fn group_json(name: &str, rec: &Record<GroupSpec>, extension: bool, serial: u64)
     let mut m = Map::new();
     let mut schemas = vec![json!(GROUP_SCHEMA)];
     put(&mut m, "displayName", json!(name));
-    put(&mut m, "externalId", json!(format!("roster:group:{name}")));
+    if rec.managed {
+        put(&mut m, "externalId", json!(format!("roster:group:{name}")));
+    }
     if extension {
         schemas.push(json!(GROUP_EXT));
         let mut x = Map::new();
@@ -743,12 +753,7 @@ fn group_json(name: &str, rec: &Record<GroupSpec>, extension: bool, serial: u64)
             put(&mut x, "payGroups", json!(s.pay_groups));
         }
         put(&mut x, "protected", json!(s.protected));
-        let digest = rec
-            .meta
-            .applied_digest
-            .clone()
-            .unwrap_or_else(|| spec_digest(s));
-        meta_ext(&mut x, &rec.meta, digest, serial);
+        meta_ext(&mut x, &rec.meta, serial);
         m.insert(GROUP_EXT.into(), Value::Object(x));
     }
     m.insert("schemas".into(), Value::Array(schemas));
@@ -801,6 +806,9 @@ fn patch_ops(current: &Value, desired: &Value, attrs: &[&str]) -> Vec<Value> {
     ops
 }
 
+/// A `PutUser` awaiting the group writes: index, name, record, old name, secrets.
+type UserChange = (usize, String, Record<UserSpec>, Option<String>, NewSecrets);
+
 /// Where one change's outcome goes, and what the write was for.
 #[derive(Debug, Clone)]
 enum Target {
@@ -811,6 +819,7 @@ enum Target {
 }
 
 impl ScimStore {
+    #[allow(clippy::too_many_arguments)]
     /// Build the write that makes the server resource `current` (if any) into `desired`.
     fn write_op(
         &self,
@@ -858,13 +867,17 @@ impl ScimStore {
         let read = self.read_all()?;
         let found = read.snapshot.version_or_new();
         let base = &changes.base;
-        if !base.lineage.is_empty() && !found.lineage.is_empty() && base.lineage != found.lineage {
+        if !base.lineage.is_empty() && base.lineage != found.lineage {
             return Err(StoreError::LineageMismatch {
                 expected: base.lineage.clone(),
-                found: found.lineage,
+                found: if found.lineage.is_empty() {
+                    "(none: the store is empty)".into()
+                } else {
+                    found.lineage
+                },
             });
         }
-        if base.serial != found.serial || (base.lineage.is_empty() != found.lineage.is_empty()) {
+        if base.serial != found.serial {
             return Err(StoreError::Stale {
                 expected: base.serial,
                 found: found.serial,
@@ -919,7 +932,7 @@ impl ScimStore {
         // Catalogue, groups and deletions first; users after groups so that
         // effective roles use the new groups.
         let mut group_ops: Vec<(Target, Option<String>, Op)> = Vec::new();
-        let mut user_changes: Vec<(usize, String, Record<UserSpec>, Option<String>, NewSecrets)> =
+        let mut user_changes: Vec<UserChange> =
             Vec::new();
         let mut user_deletes: Vec<(usize, String)> = Vec::new();
         for change in changes.changes {
@@ -951,7 +964,6 @@ impl ScimStore {
                         continue;
                     }
                     record.meta.serial = serial;
-                    record.managed = true;
                     let desired = group_json(&name, &record, d.extension, serial);
                     let lookup = format!("displayName eq {}", quote(&name));
                     if let Some(op) = self.write_op(
@@ -965,7 +977,11 @@ impl ScimStore {
                     ) {
                         group_ops.push((Target::Change(idx), Some(name.clone()), op));
                     }
-                    groups.insert(name, record);
+                    if record.managed {
+                        groups.insert(name, record);
+                    } else {
+                        groups.remove(&name);
+                    }
                 }
                 Change::PutUser {
                     name,
@@ -1059,7 +1075,6 @@ impl ScimStore {
                 }
             }
             record.meta.serial = serial;
-            record.managed = true;
             let effective = effective_roles(&record.spec, &groups);
             let mut desired = user_json(&name, &record, &effective, d.extension, serial);
             let mut extra = Vec::new();
@@ -1076,7 +1091,11 @@ impl ScimStore {
             {
                 user_ops.push((Target::Change(idx), Some(name.clone()), op));
             }
-            users.insert(name, record);
+            if record.managed {
+                users.insert(name, record);
+            } else {
+                users.remove(&name);
+            }
         }
         // Users whose effective roles moved because a group's roles did.
         for (name, rec) in &users {
@@ -1362,11 +1381,12 @@ impl StateStore for ScimStore {
                 Ok(id) => return Ok(Box::new(ScimLock { store: self, id })),
                 Err(held) => {
                     let holder = lock_owner(&held);
-                    if let Some(h) = &holder
-                        && older_than(&h.since, self.options.lock_ttl)
-                        && !held.id.is_empty()
-                    {
-                        tracing::warn!("taking over the abandoned SCIM lock held by {h}");
+                    let created = held.json["meta"]["created"].as_str().unwrap_or("");
+                    if !held.id.is_empty() && older_than(created, self.options.lock_ttl) {
+                        let who = holder
+                            .as_ref()
+                            .map_or_else(|| "an unknown holder".to_string(), |h| h.to_string());
+                        tracing::warn!("taking over the abandoned SCIM lock held by {who}");
                         let path = format!("/Users/{}", held.id);
                         match self.http.send("DELETE", &path, None, held.etag.as_deref()) {
                             Ok(_) => continue,
