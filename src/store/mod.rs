@@ -7,6 +7,7 @@
 //! A store hands out a [`Snapshot`] at a [`Version`], takes an exclusive lock,
 //! and commits a [`ChangeSet`] made against a version, refusing a stale one.
 
+pub mod etcd;
 pub mod file;
 pub mod scim;
 
@@ -304,6 +305,10 @@ pub struct OpenOptions {
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for `https` stores.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate for `etcd+https` stores that require one.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Open the store a URL names.
@@ -319,6 +324,9 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
             });
         }
         return Ok(Box::new(file::FileStore::new(path)));
+    }
+    if url.starts_with("etcd://") || url.starts_with("etcd+https://") {
+        return Ok(Box::new(etcd::EtcdStore::open(url, options)?));
     }
     Err(StoreError::InvalidUrl {
         url: url.into(),
