@@ -932,8 +932,7 @@ impl ScimStore {
         // Catalogue, groups and deletions first; users after groups so that
         // effective roles use the new groups.
         let mut group_ops: Vec<(Target, Option<String>, Op)> = Vec::new();
-        let mut user_changes: Vec<UserChange> =
-            Vec::new();
+        let mut user_changes: Vec<UserChange> = Vec::new();
         let mut user_deletes: Vec<(usize, String)> = Vec::new();
         for change in changes.changes {
             let idx = outcomes.len();
