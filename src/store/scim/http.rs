@@ -7,7 +7,7 @@
 //! output, and never retry a POST blindly: a create whose outcome is unknown
 //! is first looked up by its filter.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -179,6 +179,9 @@ pub struct Http {
     token: Secret,
     pub options: HttpOptions,
     requests: AtomicU64,
+    /// Set when a request of the current batch found the server unreachable
+    /// after its retries: the rest of the batch fails fast.
+    unreachable: AtomicBool,
 }
 
 impl std::fmt::Debug for Http {
@@ -229,6 +232,7 @@ impl Http {
             token,
             options,
             requests: AtomicU64::new(0),
+            unreachable: AtomicBool::new(false),
         })
     }
 
@@ -416,6 +420,25 @@ impl Http {
     }
 
     fn run_one(&self, op: &Op) -> OpResult {
+        if self.unreachable.load(Ordering::Relaxed) {
+            return Err(HttpError {
+                method: op.method().into(),
+                path: op.path().into(),
+                status: None,
+                scim_type: None,
+                detail: "not sent: the server stopped answering earlier in this batch".into(),
+            });
+        }
+        let result = self.run_op(op);
+        if let Err(e) = &result
+            && e.status.is_none()
+        {
+            self.unreachable.store(true, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn run_op(&self, op: &Op) -> OpResult {
         match op {
             Op::Create {
                 endpoint,
@@ -445,6 +468,7 @@ impl Http {
         if ops.is_empty() {
             return Vec::new();
         }
+        self.unreachable.store(false, Ordering::Relaxed);
         if self.options.use_bulk
             && features.bulk
             && features.bulk_max_operations > 1
