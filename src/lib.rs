@@ -5,6 +5,8 @@
 //! executes a plan, generating secrets through `secret`. The CLI in `cli` is a
 //! thin layer over these; nothing here imports it.
 
+pub mod cli;
+pub mod load;
 pub mod model;
 pub mod secret;
 pub mod store;

@@ -397,3 +397,33 @@ fn authentication_with_user_and_password() {
     .expect_err("a user without a password is refused");
     assert!(half.to_string().contains(PASSWORD_ENV), "{half}");
 }
+
+/// `etcd+https://` with a private CA and a client certificate (etcd runs with
+/// `--client-cert-auth`); without the client certificate it fails clearly.
+#[test]
+fn tls_with_ca_and_client_certificate() {
+    let tls = common::etcd::TlsFiles::generate();
+    let etcd = Etcd::start_tls(&tls);
+    let url = format!("etcd+https://{}/tls", etcd.endpoint());
+    let options = OpenOptions {
+        ca_file: Some(tls.ca.clone()),
+        client_cert: Some(tls.client_cert.clone()),
+        client_key: Some(tls.client_key.clone()),
+        ..OpenOptions::default()
+    };
+    let config = EtcdConfig::from_options(&options, |_| None).expect("config");
+    let store = EtcdStore::open_with(&url, config).expect("open over TLS");
+    let v1 = commit_on_top(&store, vec![put_user("tls-user", user_record("TLS user"))]);
+    assert_eq!(store.read().expect("read over TLS").version, Some(v1));
+
+    let no_client_cert = OpenOptions {
+        ca_file: Some(tls.ca.clone()),
+        ..OpenOptions::default()
+    };
+    let config = EtcdConfig::from_options(&no_client_cert, |_| None).expect("config");
+    let err = EtcdStore::open_with(&url, config)
+        .expect("open")
+        .read()
+        .expect_err("etcd requires a client certificate");
+    assert!(err.to_string().contains(&etcd.endpoint()), "{err}");
+}

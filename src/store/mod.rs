@@ -2,7 +2,7 @@
 //!
 //! One trait, [`StateStore`], several backends chosen by URL (see [`open`]):
 //! `file:PATH` (the embedded default), `scim+http(s)://…` and `etcd://…`.
-//! Every backend passes the same test suite (`tests/store_suite.rs`).
+//! Every backend passes the same test suite (`tests/common/store_suite.rs`).
 //!
 //! A store hands out a [`Snapshot`] at a [`Version`], takes an exclusive lock,
 //! and commits a [`ChangeSet`] made against a version, refusing a stale one.

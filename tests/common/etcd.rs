@@ -96,6 +96,10 @@ pub fn free_port() -> u16 {
 /// One running etcd member; killed by pid on drop.
 pub struct Etcd {
     child: Option<Child>,
+    /// `http` or `https` for the client URL.
+    scheme: &'static str,
+    /// Talks to this member's client URL (with TLS files when `https`).
+    http: reqwest::blocking::Client,
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
@@ -116,7 +120,7 @@ impl Etcd {
 
     /// A single-member etcd with extra flags, healthy.
     pub fn start_with(extra: &[&str]) -> Etcd {
-        let mut members = Self::launch(1, extra);
+        let mut members = Self::launch(1, extra, None);
         let member = members.pop().expect("one member");
         member.wait_healthy();
         member
@@ -124,14 +128,46 @@ impl Etcd {
 
     /// An `n`-member cluster on loopback, every member healthy.
     pub fn cluster(n: usize) -> Vec<Etcd> {
-        let members = Self::launch(n, &[]);
+        let members = Self::launch(n, &[], None);
         for m in &members {
             m.wait_healthy();
         }
         members
     }
 
-    fn launch(n: usize, extra: &[&str]) -> Vec<Etcd> {
+    /// A single member serving clients over TLS only, requiring a client
+    /// certificate signed by the CA in `tls`.
+    pub fn start_tls(tls: &TlsFiles) -> Etcd {
+        let flags = [
+            "--cert-file".to_string(),
+            tls.server_cert.display().to_string(),
+            "--key-file".to_string(),
+            tls.server_key.display().to_string(),
+            "--trusted-ca-file".to_string(),
+            tls.ca.display().to_string(),
+            "--client-cert-auth".to_string(),
+        ];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut members = Self::launch(1, &flags, Some(tls));
+        let member = members.pop().expect("one member");
+        member.wait_healthy();
+        member
+    }
+
+    fn launch(n: usize, extra: &[&str], tls: Option<&TlsFiles>) -> Vec<Etcd> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2));
+        if let Some(tls) = tls {
+            let read =
+                |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let ca = reqwest::Certificate::from_pem(&read(&tls.ca)).expect("CA pem");
+            let mut pem = read(&tls.client_cert);
+            pem.extend_from_slice(&read(&tls.client_key));
+            http = http
+                .tls_certs_only([ca])
+                .identity(reqwest::Identity::from_pem(&pem).expect("client identity pem"));
+        }
+        let http = http.build().expect("http client");
         let binary = etcd_binary();
         let plans: Vec<MemberPlan> = (0..n)
             .map(|i| MemberPlan {
@@ -155,7 +191,7 @@ impl Etcd {
             let dir = tempfile::tempdir().expect("tempdir for etcd");
             let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log file");
             let log_err = log.try_clone().expect("clone log handle");
-            let client = format!("http://127.0.0.1:{}", plan.client_port);
+            let client = format!("{scheme}://127.0.0.1:{}", plan.client_port);
             let peer = format!("http://127.0.0.1:{}", plan.peer_port);
             let child = Command::new(binary)
                 .arg("--name")
@@ -177,6 +213,8 @@ impl Etcd {
                 .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
             members.push(Etcd {
                 child: Some(child),
+                scheme,
+                http: http.clone(),
                 name: plan.name,
                 client_port: plan.client_port,
                 peer_port: plan.peer_port,
@@ -191,9 +229,9 @@ impl Etcd {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (or `https://`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.endpoint())
+        format!("{}://{}", self.scheme, self.endpoint())
     }
 
     fn log_tail(&self) -> String {
@@ -204,10 +242,7 @@ impl Etcd {
 
     /// Wait (bounded) until `/health` says true; panic with the log otherwise.
     pub fn wait_healthy(&self) {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .expect("http client");
+        let http = &self.http;
         let deadline = Instant::now() + START_TIMEOUT;
         let url = format!("{}/health", self.base_url());
         loop {
@@ -295,5 +330,96 @@ pub fn enable_auth(base_url: &str, password: &str) {
     ];
     for (path, body) in steps {
         gateway_post(base_url, path, &body, None).unwrap_or_else(|e| panic!("enable auth: {e}"));
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made
+/// with the `openssl` command line tool in a tempdir.
+pub struct TlsFiles {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("the TLS test needs the openssl command line tool: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TlsFiles {
+    pub fn generate() -> TlsFiles {
+        let dir = tempfile::tempdir().expect("tempdir for certificates");
+        let d = dir.path();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=roster test CA"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+        openssl(d, &ca);
+        // The server certificate also needs clientAuth: etcd's JSON gateway
+        // dials etcd's own gRPC port with it when --client-cert-auth is on.
+        for (name, subject, ext) in [
+            (
+                "server",
+                "/CN=127.0.0.1",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth",
+            ),
+            ("client", "/CN=root", "extendedKeyUsage=clientAuth"),
+        ] {
+            let mut req = vec!["req", "-new", "-subj", subject];
+            req.extend(ec);
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            req.extend(["-keyout", &key, "-out", &csr]);
+            openssl(d, &req);
+            let ext_file = format!("{name}.ext");
+            std::fs::write(d.join(&ext_file), ext).expect("write ext file");
+            let pem = format!("{name}.pem");
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext_file,
+                    "-out",
+                    &pem,
+                ],
+            );
+        }
+        TlsFiles {
+            ca: d.join("ca.pem"),
+            server_cert: d.join("server.pem"),
+            server_key: d.join("server.key"),
+            client_cert: d.join("client.pem"),
+            client_key: d.join("client.key"),
+            _dir: dir,
+        }
     }
 }

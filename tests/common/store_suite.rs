@@ -635,9 +635,12 @@ pub fn concurrent_appliers_lose_no_update(factory: &Factory) {
     );
 }
 
+/// One suite test.
+pub type SuiteTest = fn(&Factory);
+
 /// Every test, each on a fresh store from `fresh`.
 pub fn run_all(fresh: &dyn Fn() -> Factory) {
-    let tests: [(&str, fn(&Factory)); 13] = [
+    let tests: [(&str, SuiteTest); 13] = [
         ("empty_read", empty_read),
         ("first_commit_creates_lineage", first_commit_creates_lineage),
         ("round_trip_every_kind", round_trip_every_kind),
