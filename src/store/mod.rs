@@ -9,6 +9,7 @@
 
 pub mod etcd;
 pub mod file;
+pub mod scim;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -289,6 +290,14 @@ pub trait StateStore: Send + Sync {
     fn history(&self) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
+/// sha256 (hex) of a spec as roster wrote it: the `applied_digest` a store
+/// keeps so that the planner can tell drift from its own changes.
+pub fn spec_digest<T: Serialize>(spec: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(spec).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
 /// Options for opening a store beyond its URL.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -304,7 +313,9 @@ pub struct OpenOptions {
 
 /// Open the store a URL names.
 pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, StoreError> {
-    let _ = options;
+    if url.starts_with("scim+http://") || url.starts_with("scim+https://") {
+        return Ok(Box::new(scim::ScimStore::open(url, options)?));
+    }
     if let Some(path) = url.strip_prefix("file:") {
         if path.is_empty() {
             return Err(StoreError::InvalidUrl {
