@@ -333,10 +333,3 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
         reason: "expected file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX".into(),
     })
 }
-
-/// sha256 (hex) of a spec's JSON: what `RecordMeta::applied_digest` records.
-pub fn spec_digest<T: Serialize>(spec: &T) -> String {
-    use sha2::{Digest, Sha256};
-    let bytes = serde_json::to_vec(spec).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
-}
