@@ -113,8 +113,11 @@ pub fn apply(
     options: &ApplyOptions,
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
 ) -> Result<ApplyReport, ApplyError> {
+    let info = store.info();
+    tracing::info!(store = %info.location, steps = plan.steps.len(), "taking the store lock");
     let lock = store.lock(&options.owner, options.lock_timeout)?;
     let snapshot = store.read()?;
+    tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
     let current = snapshot.version_or_new();
     if !plan.base.lineage.is_empty() && plan.base.lineage != current.lineage {
         return Err(StoreError::LineageMismatch {
@@ -212,6 +215,7 @@ pub fn apply(
 
     // Hash on all cores, then attach hashes (and plaintext for stores that set passwords themselves).
     let refs: Vec<&Secret> = pending.iter().map(|p| &p.secret).collect();
+    tracing::info!(secrets = refs.len(), "generating and hashing secrets");
     let hashes = secret::hash_all(&refs, &plan.secret_policy.argon2)?;
     for (p, hash) in pending.iter().zip(hashes) {
         if let Change::PutUser {
@@ -243,7 +247,9 @@ pub fn apply(
         .collect();
     if !emitted.is_empty() {
         emit(&emitted).map_err(ApplyError::Emit)?;
+        tracing::debug!(secrets = emitted.len(), "secrets written");
     }
+    tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
     let report = store.commit(
         lock.as_ref(),
         ChangeSet {
@@ -254,6 +260,7 @@ pub fn apply(
         },
     )?;
     drop(lock);
+    tracing::info!(serial = report.version.serial, "committed");
     Ok(ApplyReport {
         version: report.version,
         outcomes: report.outcomes,

@@ -571,6 +571,7 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
     summary.unmanaged = unmanaged.values().sum();
     summary.drifted = b.drift.len();
     let access = access::changes(desired, actual);
+    tracing::debug!(steps = steps.len(), drift = b.drift.len(), "planned");
     Ok(Plan {
         format_version: FORMAT_VERSION,
         store: None,
