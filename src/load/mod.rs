@@ -311,13 +311,35 @@ fn walk_dir(
 }
 
 fn read_text(name: &str, path: &Path, ctx: &mut Ctx) -> Option<String> {
-    let file = match fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it would hang
+    // forever); the file type is checked on the open file, so no race.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) => {
             ctx.file_err(name, "io.read", format!("cannot read: {e}"));
             return None;
         }
     };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            ctx.file_err(
+                name,
+                "io.read",
+                "cannot read: not a regular file (a FIFO, socket or device)".into(),
+            );
+            return None;
+        }
+        Err(e) => {
+            ctx.file_err(name, "io.read", format!("cannot read: {e}"));
+            return None;
+        }
+    }
     let mut bytes = Vec::new();
     if let Err(e) = file.take(yaml::MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
         ctx.file_err(name, "io.read", format!("cannot read: {e}"));
