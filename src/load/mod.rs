@@ -394,7 +394,7 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                 let parsed = if is_bad(&p) {
                     None
                 } else {
-                    typed::<Settings>(v)
+                    typed::<Settings>(v, idx, &p, "`settings`", ctx)
                 };
                 if let Some((other, _)) = &raw.settings {
                     let other = *other;
@@ -435,7 +435,13 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                         let value = if is_bad(&p) {
                             None
                         } else {
-                            typed::<RoleAssignment>(item)
+                            typed::<RoleAssignment>(
+                                item,
+                                idx,
+                                &p,
+                                &format!("role assignment #{}", i + 1),
+                                ctx,
+                            )
                         };
                         raw.assignments.push(Def {
                             file: idx,
@@ -450,8 +456,35 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
     }
 }
 
-fn typed<T: DeserializeOwned>(v: Value) -> Option<T> {
-    serde_json::from_value(v).ok()
+/// The typed value of an entry that passed the schema. What the schema cannot
+/// express (e.g. an integer beyond u32) fails here: reported at the entry, never
+/// dropped silently (a dropped user would be deactivated by the next apply).
+fn typed<T: DeserializeOwned>(
+    v: Value,
+    idx: usize,
+    p: &Ptr,
+    what: &str,
+    ctx: &mut Ctx,
+) -> Option<T> {
+    match serde_json::from_value(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let e = e.to_string();
+            let code = if e.starts_with("invalid value") || e.contains("floating point") {
+                "schema.range"
+            } else {
+                "schema.type"
+            };
+            ctx.err(
+                idx,
+                p.clone(),
+                true,
+                code,
+                format!("{what} cannot be read: {e}"),
+            );
+            None
+        }
+    }
 }
 
 fn named<T: DeserializeOwned>(
@@ -466,7 +499,11 @@ fn named<T: DeserializeOwned>(
     let Value::Object(map) = v else { return };
     for (name, entry) in map {
         let p = ptr![section, name];
-        let value = if is_bad(&p) { None } else { typed::<T>(entry) };
+        let value = if is_bad(&p) {
+            None
+        } else {
+            typed::<T>(entry, idx, &p, &format!("{kind} `{name}`"), ctx)
+        };
         if let Some(first) = defs.get(&name) {
             let (f, fp) = (first.file, first.ptr.clone());
             let msg = format!("{kind} `{name}` is defined more than once");
