@@ -12,4 +12,5 @@ pub mod load;
 pub mod model;
 pub mod plan;
 pub mod secret;
+pub mod signal;
 pub mod store;

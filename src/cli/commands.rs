@@ -31,7 +31,10 @@ pub fn run(cli: Cli) -> Exit {
         Err(e) if is_broken_pipe(&e) => Exit::Success,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            Exit::Failure
+            match e.downcast_ref::<apply::ApplyError>() {
+                Some(apply::ApplyError::Interrupted { signal, .. }) => Exit::Interrupted(*signal),
+                _ => Exit::Failure,
+            }
         }
     }
 }
@@ -382,6 +385,9 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
         Some(s) => emit(s, secrets),
         None => Err("no destination for secrets".to_string()),
     };
+    // Only now (after the confirmation prompt): SIGINT/SIGTERM stop the apply
+    // at its next cancellation point instead of killing it mid-way.
+    crate::signal::install().context("installing the SIGINT/SIGTERM handler")?;
     let report = apply::apply(store.as_ref(), &plan, &options, &mut emitter)?;
     let mut err = std::io::stderr().lock();
     for o in &report.outcomes {
