@@ -228,7 +228,7 @@ fn exec(dir: &Path, input: &[u8]) -> Result<(), String> {
     let path = dir.join("c.yaml");
     fs::write(&path, input).map_err(|e| format!("writing the input: {e}"))?;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        match roster::load::load(&[path.clone()]) {
+        match roster::load::load(std::slice::from_ref(&path)) {
             Ok(_) => {}
             Err(d) => {
                 let text = d.render_text(false);
@@ -277,6 +277,9 @@ fn scratch_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
 
+/// What a worker runs now, and since when (for the watchdog).
+type Slot = Mutex<(Instant, Vec<u8>)>;
+
 #[test]
 fn fuzz_the_loader() {
     let execs: u64 = std::env::var("ROSTER_FUZZ_EXECS")
@@ -294,7 +297,7 @@ fn fuzz_the_loader() {
     std::panic::set_hook(Box::new(|_| {}));
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let current: Arc<Vec<Mutex<(Instant, Vec<u8>)>>> = Arc::new(
+    let current: Arc<Vec<Slot>> = Arc::new(
         (0..threads)
             .map(|_| Mutex::new((Instant::now(), Vec::new())))
             .collect(),

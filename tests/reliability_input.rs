@@ -240,7 +240,7 @@ fn cases() -> Vec<Case> {
             "unreadable file (chmod 000)",
             |d| {
                 w(d, "secret.yaml", USER);
-                fs::set_permissions(d.join("secret.yaml"), fs::Permissions::from_mode(0)).expect("chmod");
+                fs::set_permissions(d.join("secret.yaml"), fs::Permissions::from_mode(0o000)).expect("chmod");
             },
             if root {
                 // root reads it anyway: chmod does not deny. The content loads.
@@ -253,7 +253,7 @@ fn cases() -> Vec<Case> {
             "unreadable directory (chmod 000)",
             |d| {
                 w(d, "sub/a.yaml", USER);
-                fs::set_permissions(d.join("sub"), fs::Permissions::from_mode(0)).expect("chmod");
+                fs::set_permissions(d.join("sub"), fs::Permissions::from_mode(0o000)).expect("chmod");
             },
             if root {
                 Expect::Valid { users: 1 }
@@ -269,7 +269,7 @@ fn run_case(c: &Case, base: &Path) -> Result<Vec<Diagnostic>, String> {
     fs::create_dir_all(&dir).expect("case dir");
     (c.setup)(&dir);
     let start = Instant::now();
-    let result = roster::load::load(&[dir.clone()]);
+    let result = roster::load::load(std::slice::from_ref(&dir));
     let took = start.elapsed();
     assert!(took < CASE_LIMIT, "{}: load took {took:?}", c.name);
     // Let the temp dir be removed even as non-root.
