@@ -51,7 +51,9 @@ fn normalized(out: &[u8], lineage: Option<&str>) -> String {
 }
 
 fn check(name: &str, actual: &str, mismatches: &mut Vec<String>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("BLESS").is_some() {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, actual).unwrap();
@@ -60,7 +62,10 @@ fn check(name: &str, actual: &str, mismatches: &mut Vec<String>) {
     match fs::read_to_string(&path) {
         Ok(expected) if expected == actual => {}
         Ok(expected) => {
-            let diff = similar::TextDiff::from_lines(&expected, actual).unified_diff().header("expected", "actual").to_string();
+            let diff = similar::TextDiff::from_lines(&expected, actual)
+                .unified_diff()
+                .header("expected", "actual")
+                .to_string();
             mismatches.push(format!("{name} differs:\n{diff}"));
         }
         Err(_) => mismatches.push(format!("{name} is missing (run with BLESS=1)")),
@@ -71,9 +76,16 @@ fn check(name: &str, actual: &str, mismatches: &mut Vec<String>) {
 /// where the example has roles: IRIS HR works with set rights alone).
 fn drift_state(state: &mut Value) {
     let users = state["users"].as_object_mut().unwrap();
-    let names: Vec<String> = users.iter().filter(|(_, u)| u["spec"]["active"] == true).map(|(n, _)| n.clone()).collect();
+    let names: Vec<String> = users
+        .iter()
+        .filter(|(_, u)| u["spec"]["active"] == true)
+        .map(|(n, _)| n.clone())
+        .collect();
     let edited = &names[0];
-    let display = users[edited]["spec"]["display_name"].as_str().unwrap().to_string();
+    let display = users[edited]["spec"]["display_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
     users[edited]["spec"]["display_name"] = json!(format!("{display} (edited outside roster)"));
     let deactivated = &names[1];
     users[deactivated]["spec"]["active"] = json!(false);
@@ -102,31 +114,69 @@ fn example_plans_match_their_golden_files() {
     let mut mismatches = Vec::new();
     for example in EXAMPLES {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(example);
         copy_dir(&src, &dir.path().join("config"));
         for (format, ext) in FORMATS {
             let out = roster(dir.path(), &["plan", "config", "--format", format]);
-            assert!(out.status.success(), "{example} {format}: {}", String::from_utf8_lossy(&out.stderr));
-            check(&format!("{example}/empty.{ext}"), &normalized(&out.stdout, None), &mut mismatches);
+            assert!(
+                out.status.success(),
+                "{example} {format}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            check(
+                &format!("{example}/empty.{ext}"),
+                &normalized(&out.stdout, None),
+                &mut mismatches,
+            );
         }
-        let apply = roster(dir.path(), &["apply", "config", "--yes", "--secrets-out", "secrets.json"]);
-        assert!(apply.status.success(), "{example}: {}", String::from_utf8_lossy(&apply.stderr));
+        let apply = roster(
+            dir.path(),
+            &["apply", "config", "--yes", "--secrets-out", "secrets.json"],
+        );
+        assert!(
+            apply.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&apply.stderr)
+        );
         let state_path = dir.path().join(".roster/state.json");
-        let mut state: Value = serde_json::from_str(&fs::read_to_string(&state_path).unwrap()).unwrap();
+        let mut state: Value =
+            serde_json::from_str(&fs::read_to_string(&state_path).unwrap()).unwrap();
         drift_state(&mut state);
         fs::write(&state_path, serde_json::to_string_pretty(&state).unwrap()).unwrap();
         fs::write(dir.path().join("config/zz-new-user.yaml"), NEW_USER).unwrap();
         let lineage = state["lineage"].as_str().map(str::to_string);
         for (format, ext) in FORMATS {
             let out = roster(dir.path(), &["plan", "config", "--format", format]);
-            assert!(out.status.success(), "{example} {format}: {}", String::from_utf8_lossy(&out.stderr));
-            check(&format!("{example}/changed.{ext}"), &normalized(&out.stdout, lineage.as_deref()), &mut mismatches);
+            assert!(
+                out.status.success(),
+                "{example} {format}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            check(
+                &format!("{example}/changed.{ext}"),
+                &normalized(&out.stdout, lineage.as_deref()),
+                &mut mismatches,
+            );
         }
         // The changed plan applies, and then nothing is left to do.
-        let apply = roster(dir.path(), &["apply", "config", "--yes", "--secrets-out", "secrets2.json"]);
-        assert!(apply.status.success(), "{example}: {}", String::from_utf8_lossy(&apply.stderr));
+        let apply = roster(
+            dir.path(),
+            &["apply", "config", "--yes", "--secrets-out", "secrets2.json"],
+        );
+        assert!(
+            apply.status.success(),
+            "{example}: {}",
+            String::from_utf8_lossy(&apply.stderr)
+        );
         let replan = roster(dir.path(), &["plan", "config", "--detailed-exitcode"]);
-        assert_eq!(replan.status.code(), Some(0), "{example}: {}", String::from_utf8_lossy(&replan.stdout));
+        assert_eq!(
+            replan.status.code(),
+            Some(0),
+            "{example}: {}",
+            String::from_utf8_lossy(&replan.stdout)
+        );
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
