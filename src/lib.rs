@@ -5,6 +5,11 @@
 //! executes a plan, generating secrets through `secret`. The CLI in `cli` is a
 //! thin layer over these; nothing here imports it.
 
+pub mod apply;
+pub mod cli;
+pub mod export;
+pub mod load;
 pub mod model;
+pub mod plan;
 pub mod secret;
 pub mod store;

@@ -424,3 +424,10 @@ pub fn config_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(ConfigFile);
     serde_json::to_value(schema).expect("a generated schema is valid JSON")
 }
+
+/// The schema as committed: pretty JSON with a trailing newline.
+pub fn schema_text() -> String {
+    let mut s = serde_json::to_string_pretty(&config_schema()).expect("a schema serializes");
+    s.push('\n');
+    s
+}

@@ -2,12 +2,14 @@
 //!
 //! One trait, [`StateStore`], several backends chosen by URL (see [`open`]):
 //! `file:PATH` (the embedded default), `scim+http(s)://…` and `etcd://…`.
-//! Every backend passes the same test suite (`tests/store_suite.rs`).
+//! Every backend passes the same test suite (`tests/common/store_suite.rs`).
 //!
 //! A store hands out a [`Snapshot`] at a [`Version`], takes an exclusive lock,
 //! and commits a [`ChangeSet`] made against a version, refusing a stale one.
 
+pub mod etcd;
 pub mod file;
+pub mod scim;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -288,6 +290,14 @@ pub trait StateStore: Send + Sync {
     fn history(&self) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
+/// sha256 (hex) of a spec as roster wrote it: the `applied_digest` a store
+/// keeps so that the planner can tell drift from its own changes.
+pub fn spec_digest<T: Serialize>(spec: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(spec).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
 /// Options for opening a store beyond its URL.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -295,11 +305,17 @@ pub struct OpenOptions {
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for `https` stores.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate for `etcd+https` stores that require one.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 /// Open the store a URL names.
 pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, StoreError> {
-    let _ = options;
+    if url.starts_with("scim+http://") || url.starts_with("scim+https://") {
+        return Ok(Box::new(scim::ScimStore::open(url, options)?));
+    }
     if let Some(path) = url.strip_prefix("file:") {
         if path.is_empty() {
             return Err(StoreError::InvalidUrl {
@@ -308,6 +324,9 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
             });
         }
         return Ok(Box::new(file::FileStore::new(path)));
+    }
+    if url.starts_with("etcd://") || url.starts_with("etcd+https://") {
+        return Ok(Box::new(etcd::EtcdStore::open(url, options)?));
     }
     Err(StoreError::InvalidUrl {
         url: url.into(),

@@ -1,0 +1,269 @@
+//! The executor: carries out a plan against a store.
+//!
+//! Order of events, which the guarantees rest on:
+//!
+//! 1. take the store's lock;
+//! 2. read the store and refuse a stale plan;
+//! 3. build the new records, generating the secrets the plan names and
+//!    hashing them (argon2id, on all cores);
+//! 4. hand the secrets to the emitter, which must have written (and fsynced)
+//!    them before it returns;
+//! 5. commit.
+//!
+//! If anything before the commit fails, nothing is committed: a crash can
+//! leave an emitted secret that never became valid, never a valid secret
+//! nobody received.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
+use crate::plan::{Action, Plan, Step};
+use crate::secret::{self, EmittedSecret, Secret, SecretKind};
+use crate::store::{
+    AuditEntry, Change, ChangeOutcome, ChangeSet, LockOwner, NewSecrets, Record, RecordMeta,
+    StateStore, StoreError, Version, spec_digest,
+};
+
+/// How to run an apply.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Who is applying (recorded in the lock).
+    pub owner: LockOwner,
+    /// How long to wait for another apply's lock.
+    pub lock_timeout: Duration,
+    /// RFC 3339 time of this apply (timestamps, `generated_at`).
+    pub now: String,
+    /// The audit entry to record (serial is filled in by the store).
+    pub audit: Option<AuditEntry>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    pub version: Version,
+    pub outcomes: Vec<ChangeOutcome>,
+    /// Secrets handed to the emitter.
+    pub secrets_emitted: usize,
+}
+
+impl ApplyReport {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.error.is_some()).count()
+    }
+}
+
+/// Why an apply did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error("writing the secrets failed, so nothing was applied: {0}")]
+    Emit(String),
+    #[error("the plan is damaged: step {address}: {detail}")]
+    BadPlan { address: String, detail: String },
+}
+
+fn spec_of<T: DeserializeOwned>(step: &Step) -> Result<T, ApplyError> {
+    let target = step.target.clone().ok_or_else(|| ApplyError::BadPlan {
+        address: step.address.clone(),
+        detail: "no target".into(),
+    })?;
+    serde_json::from_value(target).map_err(|e| ApplyError::BadPlan {
+        address: step.address.clone(),
+        detail: e.to_string(),
+    })
+}
+
+fn meta_for<T>(existing: Option<&Record<T>>, now: &str) -> RecordMeta {
+    let mut meta = existing.map(|r| r.meta.clone()).unwrap_or_default();
+    if meta.created_at.is_none() {
+        meta.created_at = Some(now.to_string());
+    }
+    meta.updated_at = Some(now.to_string());
+    meta
+}
+
+fn record<T: serde::Serialize>(spec: T, meta: RecordMeta) -> Record<T> {
+    let mut meta = meta;
+    meta.applied_digest = Some(spec_digest(&spec));
+    Record {
+        spec,
+        managed: true,
+        meta,
+    }
+}
+
+/// A secret to generate for a user's change.
+struct Pending {
+    change: usize,
+    user: String,
+    kind: SecretKind,
+    secret: Secret,
+}
+
+/// Apply `plan` to `store`. `emit` receives the generated secrets before the
+/// commit and must persist them (or fail, which aborts the apply).
+pub fn apply(
+    store: &dyn StateStore,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+) -> Result<ApplyReport, ApplyError> {
+    let info = store.info();
+    tracing::info!(store = %info.location, steps = plan.steps.len(), "taking the store lock");
+    let lock = store.lock(&options.owner, options.lock_timeout)?;
+    let snapshot = store.read()?;
+    tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
+    let current = snapshot.version_or_new();
+    if !plan.base.lineage.is_empty() && plan.base.lineage != current.lineage {
+        return Err(StoreError::LineageMismatch {
+            expected: plan.base.lineage.clone(),
+            found: current.lineage,
+        }
+        .into());
+    }
+    if plan.base.serial != current.serial {
+        return Err(StoreError::Stale {
+            expected: plan.base.serial,
+            found: current.serial,
+        }
+        .into());
+    }
+    let now = options.now.as_str();
+    let mut changes = Vec::with_capacity(plan.steps.len());
+    let mut pending: Vec<Pending> = Vec::new();
+    for step in &plan.steps {
+        if step.action == Action::Delete {
+            changes.push(Change::Delete {
+                kind: step.kind,
+                name: step.name.clone(),
+            });
+            continue;
+        }
+        let change = match step.kind {
+            Kind::Role => {
+                let spec: RoleSpec = spec_of(step)?;
+                Change::PutRole {
+                    name: step.name.clone(),
+                    record: record(spec, meta_for(snapshot.roles.get(&step.name), now)),
+                }
+            }
+            Kind::Group => {
+                let spec: GroupSpec = spec_of(step)?;
+                Change::PutGroup {
+                    name: step.name.clone(),
+                    record: record(spec, meta_for(snapshot.groups.get(&step.name), now)),
+                }
+            }
+            Kind::RoleAssignment => {
+                let spec: AssignmentSpec = spec_of(step)?;
+                Change::PutAssignment {
+                    id: step.name.clone(),
+                    record: record(spec, meta_for(snapshot.assignments.get(&step.name), now)),
+                }
+            }
+            Kind::User => {
+                let spec: UserSpec = spec_of(step)?;
+                let existing = snapshot.users.get(&step.name).or_else(|| {
+                    step.renamed_from
+                        .as_ref()
+                        .and_then(|old| snapshot.users.get(old))
+                });
+                let mut meta = meta_for(existing, now);
+                meta.deactivated_at = if spec.active {
+                    None
+                } else {
+                    meta.deactivated_at.or_else(|| Some(now.to_string()))
+                };
+                for kind in &step.revoke {
+                    match kind {
+                        SecretKind::Password => meta.secrets.password = None,
+                        SecretKind::Token => meta.secrets.token = None,
+                    }
+                }
+                if meta.secrets.is_empty() {
+                    meta.secrets.generated_at = None;
+                }
+                for kind in &step.generate {
+                    let secret = match kind {
+                        SecretKind::Password => {
+                            secret::generate_password(&plan.secret_policy.password)?
+                        }
+                        SecretKind::Token => secret::generate_token(&plan.secret_policy.token),
+                    };
+                    pending.push(Pending {
+                        change: changes.len(),
+                        user: step.name.clone(),
+                        kind: *kind,
+                        secret,
+                    });
+                }
+                Change::PutUser {
+                    name: step.name.clone(),
+                    record: record(spec, meta),
+                    renamed_from: step.renamed_from.clone(),
+                    secrets: NewSecrets::default(),
+                }
+            }
+        };
+        changes.push(change);
+    }
+
+    // Hash on all cores, then attach hashes (and plaintext for stores that set passwords themselves).
+    let refs: Vec<&Secret> = pending.iter().map(|p| &p.secret).collect();
+    tracing::info!(secrets = refs.len(), "generating and hashing secrets");
+    let hashes = secret::hash_all(&refs, &plan.secret_policy.argon2)?;
+    for (p, hash) in pending.iter().zip(hashes) {
+        if let Change::PutUser {
+            record, secrets, ..
+        } = &mut changes[p.change]
+        {
+            record.meta.secrets.generated_at = Some(now.to_string());
+            let copy = Secret::new(p.secret.expose().to_string());
+            match p.kind {
+                SecretKind::Password => {
+                    record.meta.secrets.password = Some(hash);
+                    secrets.password = Some(copy);
+                }
+                SecretKind::Token => {
+                    record.meta.secrets.token = Some(hash);
+                    secrets.token = Some(copy);
+                }
+            }
+        }
+    }
+    let emitted: Vec<EmittedSecret> = pending
+        .into_iter()
+        .map(|p| EmittedSecret {
+            user: p.user,
+            kind: p.kind,
+            value: p.secret,
+            generated_at: now.to_string(),
+        })
+        .collect();
+    if !emitted.is_empty() {
+        emit(&emitted).map_err(ApplyError::Emit)?;
+        tracing::debug!(secrets = emitted.len(), "secrets written");
+    }
+    tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
+    let report = store.commit(
+        lock.as_ref(),
+        ChangeSet {
+            base: current,
+            changes,
+            at: now.to_string(),
+            audit: options.audit.clone(),
+        },
+    )?;
+    drop(lock);
+    tracing::info!(serial = report.version.serial, "committed");
+    Ok(ApplyReport {
+        version: report.version,
+        outcomes: report.outcomes,
+        secrets_emitted: emitted.len(),
+    })
+}

@@ -1,0 +1,448 @@
+//! The commands themselves: thin wrappers over the library.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use super::{
+    ApplyArgs, Cli, Command, Exit, ExportArgs, HistoryArgs, ListFormat, PlanArgs, PlanFormat,
+    ShowArgs, StoreArgs, ValidateArgs, ValidateFormat, paths_or_cwd,
+};
+use crate::apply::{self, ApplyOptions};
+use crate::load::{self, diag};
+use crate::plan::{self, Plan, PlanOptions, render};
+use crate::secret::{self, EmittedSecret};
+use crate::store::{self, AuditEntry, LockOwner, OpenOptions, StateStore};
+
+/// Run a parsed command line. Errors are printed here; the result is the exit status.
+pub fn run(cli: Cli) -> Exit {
+    let result = match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Plan(args) => plan_cmd(&args),
+        Command::Apply(args) => apply_cmd(&args),
+        Command::Show(args) => show(&args),
+        Command::Export(args) => export(&args),
+        Command::History(args) => history(&args),
+        Command::Schema => schema(),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(e) if is_broken_pipe(&e) => Exit::Success,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            Exit::Failure
+        }
+    }
+}
+
+/// A closed pipe (`roster plan | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
+    let paths = paths_or_cwd(&args.paths);
+    let result = load::load(&paths);
+    let mut out = std::io::stdout().lock();
+    match (&result, args.format) {
+        (Ok(_), ValidateFormat::Json) => {
+            writeln!(out, "{}", diag::Diagnostics::default().render_json())?
+        }
+        (Err(d), ValidateFormat::Json) => writeln!(out, "{}", d.render_json())?,
+        (Ok(desired), ValidateFormat::Text) => writeln!(
+            out,
+            "valid: {} users, {} groups, {} roles, {} role assignments",
+            desired.users.len(),
+            desired.groups.len(),
+            desired.roles.len(),
+            desired.assignments.len()
+        )?,
+        (Err(d), ValidateFormat::Text) => {
+            drop(out);
+            eprint!("{}", d.render_text(diag::stderr_color()));
+        }
+    }
+    Ok(if result.is_ok() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    })
+}
+
+fn schema() -> anyhow::Result<Exit> {
+    let text = crate::model::schema_text();
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(Exit::Success)
+}
+
+fn open_store(args: &StoreArgs) -> anyhow::Result<Box<dyn StateStore>> {
+    let options = OpenOptions {
+        allow_insecure_http: args.allow_insecure_http,
+        ca_file: args.ca_file.clone(),
+        client_cert: args.client_cert.clone(),
+        client_key: args.client_key.clone(),
+    };
+    Ok(store::open(&args.store, &options)?)
+}
+
+/// Load the config or print its diagnostics; `None` means invalid (already reported).
+fn load_or_report(paths: &[std::path::PathBuf]) -> Option<crate::model::Desired> {
+    match load::load(&paths_or_cwd(paths)) {
+        Ok(d) => Some(d),
+        Err(diags) => {
+            eprint!("{}", diags.render_text(diag::stderr_color()));
+            None
+        }
+    }
+}
+
+/// Load, read the store and plan.
+fn make_plan(
+    paths: &[std::path::PathBuf],
+    store: &dyn StateStore,
+    allow_mass_removal: bool,
+) -> anyhow::Result<Option<Plan>> {
+    let Some(desired) = load_or_report(paths) else {
+        return Ok(None);
+    };
+    let snapshot = store
+        .read()
+        .with_context(|| format!("reading {}", store.info().location))?;
+    let mut plan = plan::plan(&desired, &snapshot, PlanOptions { allow_mass_removal })?;
+    plan.store = Some(store.info());
+    Ok(Some(plan))
+}
+
+fn render_plan(plan: &Plan, format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Text => render::text(plan, diag::stdout_color()),
+        PlanFormat::Markdown => render::markdown(plan),
+        PlanFormat::Json => render::json(plan),
+    }
+}
+
+fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
+    let store = open_store(&args.store)?;
+    let Some(plan) = make_plan(&args.paths, store.as_ref(), args.allow_mass_removal)? else {
+        return Ok(Exit::Failure);
+    };
+    if let Some(out) = &args.out {
+        std::fs::write(out, render::json(&plan))
+            .with_context(|| format!("writing the plan to {}", out.display()))?;
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(render_plan(&plan, args.format).as_bytes())?;
+    if let Some(out) = &args.out {
+        eprintln!(
+            "Saved the plan to {}; apply it with: roster apply --plan {}",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        Exit::Changes
+    } else {
+        Exit::Success
+    })
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a roster plan (invalid JSON)", path.display()))?;
+    let version = value
+        .get("format_version")
+        .and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(plan::FORMAT_VERSION)) {
+        bail!(
+            "{} is a plan of format_version {}, this roster reads {}",
+            path.display(),
+            version
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "(none)".into()),
+            plan::FORMAT_VERSION
+        );
+    }
+    serde_json::from_value(value)
+        .with_context(|| format!("{} is not a valid roster plan", path.display()))
+}
+
+fn show(args: &ShowArgs) -> anyhow::Result<Exit> {
+    let plan = read_plan(&args.planfile)?;
+    std::io::stdout()
+        .lock()
+        .write_all(render_plan(&plan, args.format).as_bytes())?;
+    Ok(Exit::Success)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}
+
+fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// The CI run id from common CI environments, when present.
+fn ci_run() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let (Some(server), Some(repo), Some(run)) = (
+        var("GITHUB_SERVER_URL"),
+        var("GITHUB_REPOSITORY"),
+        var("GITHUB_RUN_ID"),
+    ) {
+        return Some(format!("{server}/{repo}/actions/runs/{run}"));
+    }
+    var("CI_PIPELINE_URL")
+        .or_else(|| var("CI_JOB_URL"))
+        .or_else(|| var("BUILD_URL"))
+        .or_else(|| var("CIRCLE_BUILD_URL"))
+        .or_else(|| var("BUILDKITE_BUILD_URL"))
+}
+
+/// Where generated secrets go, decided (and checked) before anything changes.
+enum Sink {
+    File {
+        path: std::path::PathBuf,
+        format: secret::SecretsFormat,
+        recipients: Vec<age::x25519::Recipient>,
+    },
+    Armored {
+        recipients: Vec<age::x25519::Recipient>,
+        format: secret::SecretsFormat,
+    },
+    Terminal {
+        format: secret::SecretsFormat,
+    },
+}
+
+fn secrets_sink(args: &ApplyArgs) -> anyhow::Result<Option<Sink>> {
+    let recipients = if args.secrets_recipient.is_empty() {
+        Vec::new()
+    } else {
+        secret::parse_recipients(&args.secrets_recipient)?
+    };
+    let format = args.secrets_format;
+    if let Some(path) = &args.secrets_out {
+        secret::check_secrets_path(path)?;
+        return Ok(Some(Sink::File {
+            path: path.clone(),
+            format,
+            recipients,
+        }));
+    }
+    if !recipients.is_empty() {
+        return Ok(Some(Sink::Armored { recipients, format }));
+    }
+    if std::io::stdout().is_terminal() {
+        return Ok(Some(Sink::Terminal { format }));
+    }
+    Ok(None)
+}
+
+fn emit(sink: &Sink, secrets: &[EmittedSecret]) -> Result<(), String> {
+    match sink {
+        Sink::File {
+            path,
+            format,
+            recipients,
+        } => {
+            let text = secret::render_secrets(secrets, *format);
+            let bytes = if recipients.is_empty() {
+                text
+            } else {
+                secret::encrypt_armored(text.as_bytes(), recipients).map_err(|e| e.to_string())?
+            };
+            secret::write_secrets_file(path, bytes.as_bytes()).map_err(|e| e.to_string())?;
+            eprintln!(
+                "Wrote {} new secret(s) to {} (mode 0600).",
+                secrets.len(),
+                path.display()
+            );
+            Ok(())
+        }
+        Sink::Armored { recipients, format } => {
+            let text = secret::render_secrets(secrets, *format);
+            let armored =
+                secret::encrypt_armored(text.as_bytes(), recipients).map_err(|e| e.to_string())?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(armored.as_bytes())
+                .and_then(|_| out.flush())
+                .map_err(|e| e.to_string())
+        }
+        Sink::Terminal { format } => {
+            let text = secret::render_secrets(secrets, *format);
+            let mut out = std::io::stdout().lock();
+            let banner =
+                "==== roster: new secrets: shown once, they will not be shown again ====\n";
+            out.write_all(banner.as_bytes())
+                .and_then(|_| out.write_all(text.as_bytes()))
+                .and_then(|_| out.write_all(b"==== end of secrets ====\n"))
+                .and_then(|_| out.flush())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    eprint!("Apply these changes? Only 'yes' is accepted: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
+    let store = open_store(&args.store)?;
+    let plan = match &args.plan {
+        Some(path) => {
+            let plan = read_plan(path)?;
+            let info = store.info();
+            if let Some(made_for) = &plan.store
+                && made_for.location != info.location
+            {
+                bail!(
+                    "the plan was made for store {}, not {}",
+                    made_for.location,
+                    info.location
+                );
+            }
+            plan
+        }
+        None => {
+            let Some(plan) = make_plan(&args.paths, store.as_ref(), args.allow_mass_removal)?
+            else {
+                return Ok(Exit::Failure);
+            };
+            plan
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if !plan.has_changes() {
+        writeln!(out, "{}", render::summary_line(&plan))?;
+        return Ok(Exit::Success);
+    }
+    let sink = if plan.summary.secrets > 0 {
+        match secrets_sink(args)? {
+            Some(s) => Some(s),
+            None => bail!(
+                "this apply generates {} secret(s) and stdout is not a terminal: refusing to print them into a log. \
+                 Pass --secrets-out FILE (a new 0600 file) and/or --secrets-recipient AGE_RECIPIENT (encrypted); nothing was changed",
+                plan.summary.secrets
+            ),
+        }
+    } else {
+        None
+    };
+    if args.plan.is_none() {
+        out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())?;
+    }
+    drop(out);
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("not a terminal: pass --yes to apply without confirmation; nothing was changed");
+        }
+        if !confirm()? {
+            eprintln!("Apply cancelled; nothing was changed.");
+            return Ok(Exit::Failure);
+        }
+    }
+    let now = now_rfc3339();
+    let owner = LockOwner {
+        pid: std::process::id(),
+        host: host(),
+        since: now.clone(),
+    };
+    let audit = AuditEntry {
+        serial: 0,
+        at: now.clone(),
+        user: std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into()),
+        host: owner.host.clone(),
+        ci_run: ci_run(),
+        plan_digest: plan::plan_digest(&plan),
+        outcome: format!("{} step(s)", plan.steps.len()),
+    };
+    let options = ApplyOptions {
+        owner,
+        lock_timeout: args.lock_timeout,
+        now,
+        audit: Some(audit),
+    };
+    let mut emitter = |secrets: &[EmittedSecret]| match &sink {
+        Some(s) => emit(s, secrets),
+        None => Err("no destination for secrets".to_string()),
+    };
+    let report = apply::apply(store.as_ref(), &plan, &options, &mut emitter)?;
+    let mut err = std::io::stderr().lock();
+    for o in &report.outcomes {
+        match &o.error {
+            None => writeln!(err, "  ok      {}", o.address)?,
+            Some(e) => writeln!(err, "  FAILED  {}: {e}", o.address)?,
+        }
+    }
+    let failed = report.failed();
+    writeln!(
+        err,
+        "Apply complete: {} applied, {failed} failed, {} secret(s) generated. Store now at serial {}.",
+        report.outcomes.len() - failed,
+        report.secrets_emitted,
+        report.version.serial
+    )?;
+    Ok(if failed > 0 {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<Exit> {
+    let store = open_store(&args.store)?;
+    let snapshot = store
+        .read()
+        .with_context(|| format!("reading {}", store.info().location))?;
+    let text = crate::export::to_yaml(&snapshot)?;
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(Exit::Success)
+}
+
+fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
+    let store = open_store(&args.store)?;
+    let entries = store.history()?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        ListFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?,
+        ListFormat::Text => {
+            if entries.is_empty() {
+                writeln!(out, "No applies recorded.")?;
+            }
+            for e in &entries {
+                let ci = e
+                    .ci_run
+                    .as_deref()
+                    .map(|c| format!(" ci={c}"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "serial {:>5}  {}  {}@{}{ci}  {}  plan {}",
+                    e.serial,
+                    e.at,
+                    e.user,
+                    e.host,
+                    e.outcome,
+                    &e.plan_digest[..e.plan_digest.len().min(12)]
+                )?;
+            }
+        }
+    }
+    Ok(Exit::Success)
+}

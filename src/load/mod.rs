@@ -1,0 +1,969 @@
+//! Loading: config files -> a validated [`Desired`], or every problem found,
+//! each located at file:line:column.
+//!
+//! Steps: collect files (directories recursively, `*.yaml`/`*.yml`, sorted,
+//! hidden entries skipped) -> parse YAML to JSON -> JSON Schema validation ->
+//! typed entries -> semantic checks (references, uniqueness, limits, cycles)
+//! -> template resolution. Every step collects all its errors; none stops the
+//! others. Positions are computed only for files that have something to
+//! report. No writes, no network.
+
+pub mod diag;
+pub mod schema;
+pub mod yaml;
+
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::model::{
+    AssignmentSpec, Authentication, CredentialSpec, Desired, Group, GroupSpec, Role,
+    RoleAssignment, RoleSpec, Settings, Subject, Template, User, UserSpec,
+};
+pub use diag::{Diagnostic, Diagnostics, Related};
+use yaml::{Pos, SpanTree};
+
+/// A JSON pointer as tokens.
+type Ptr = Vec<String>;
+
+macro_rules! ptr {
+    ($($t:expr),* $(,)?) => { vec![$($t.to_string()),*] };
+}
+
+struct Source {
+    name: String,
+    text: String,
+    spans: OnceCell<SpanTree>,
+}
+
+/// A problem found, before its position is looked up.
+struct Pending {
+    file: usize,
+    ptr: Ptr,
+    key: bool,
+    code: &'static str,
+    message: String,
+    help: Option<String>,
+    related: Vec<(usize, Ptr, bool, String)>,
+}
+
+#[derive(Default)]
+struct Ctx {
+    sources: Vec<Source>,
+    pending: Vec<Pending>,
+    unlocated: Vec<Diagnostic>,
+}
+
+impl Ctx {
+    fn err(
+        &mut self,
+        file: usize,
+        ptr: Ptr,
+        key: bool,
+        code: &'static str,
+        message: String,
+    ) -> &mut Pending {
+        self.pending.push(Pending {
+            file,
+            ptr,
+            key,
+            code,
+            message,
+            help: None,
+            related: Vec::new(),
+        });
+        self.pending.last_mut().expect("just pushed")
+    }
+
+    fn file_err(&mut self, file: &str, code: &'static str, message: String) {
+        self.unlocated.push(Diagnostic {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            message,
+            code,
+            help: None,
+            related: Vec::new(),
+        });
+    }
+
+    fn pos(&self, file: usize, ptr: &[String], key: bool) -> Pos {
+        let s = &self.sources[file];
+        s.spans
+            .get_or_init(|| SpanTree::build(&s.text))
+            .locate(ptr, key)
+    }
+
+    fn finish(self) -> Diagnostics {
+        let mut out = Diagnostics::default();
+        for p in &self.pending {
+            let pos = self.pos(p.file, &p.ptr, p.key);
+            let related = p
+                .related
+                .iter()
+                .map(|(f, ptr, key, msg)| {
+                    let pos = self.pos(*f, ptr, *key);
+                    Related {
+                        file: self.sources[*f].name.clone(),
+                        line: pos.line,
+                        column: pos.column,
+                        message: msg.clone(),
+                    }
+                })
+                .collect();
+            out.items.push(Diagnostic {
+                file: self.sources[p.file].name.clone(),
+                line: pos.line,
+                column: pos.column,
+                message: p.message.clone(),
+                code: p.code,
+                help: p.help.clone(),
+                related,
+            });
+        }
+        out.items.extend(self.unlocated);
+        let used: BTreeSet<&str> = out
+            .items
+            .iter()
+            .map(|d| d.file.as_str())
+            .collect::<BTreeSet<_>>();
+        let sources = self
+            .sources
+            .into_iter()
+            .filter(|s| used.contains(s.name.as_str()))
+            .map(|s| (s.name, s.text))
+            .collect();
+        out.sources = sources;
+        out.sort();
+        out
+    }
+}
+
+/// Where a named definition came from.
+struct Def<T> {
+    file: usize,
+    ptr: Ptr,
+    /// `None` when the entry failed the schema (its name still counts as defined).
+    value: Option<T>,
+}
+
+#[derive(Default)]
+struct Raw {
+    settings: Option<(usize, Settings)>,
+    templates: BTreeMap<String, Def<Template>>,
+    roles: BTreeMap<String, Def<Role>>,
+    groups: BTreeMap<String, Def<Group>>,
+    users: BTreeMap<String, Def<User>>,
+    assignments: Vec<Def<RoleAssignment>>,
+}
+
+/// Load and validate the config at `paths` (files and/or directories).
+pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
+    let mut ctx = Ctx::default();
+    let files = collect_files(paths, &mut ctx);
+    let mut hasher = Sha256::new();
+    let mut values = Vec::with_capacity(files.len());
+    for (name, path) in files {
+        let Some(text) = read_text(&name, &path, &mut ctx) else {
+            continue;
+        };
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+        let idx = ctx.sources.len();
+        let parsed = yaml::parse(&text);
+        ctx.sources.push(Source {
+            name,
+            text,
+            spans: OnceCell::new(),
+        });
+        match parsed {
+            Ok(v) => values.push((idx, v)),
+            Err(e) => {
+                let name = ctx.sources[idx].name.clone();
+                ctx.unlocated.push(Diagnostic {
+                    file: name,
+                    line: e.pos.line,
+                    column: e.pos.column,
+                    message: e.message,
+                    code: "yaml.syntax",
+                    help: None,
+                    related: Vec::new(),
+                });
+            }
+        }
+    }
+    let mut raw = Raw::default();
+    for (idx, value) in values {
+        let bad = schema::validate(&value, idx, &mut ctx);
+        collect_entries(idx, value, &bad, &mut raw, &mut ctx);
+    }
+    let desired = check_and_resolve(raw, &mut ctx, hex::encode(hasher.finalize()));
+    let diags = ctx.finish();
+    if diags.is_empty() {
+        Ok(desired)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Files to read, with the names they are shown by, in order.
+fn collect_files(paths: &[PathBuf], ctx: &mut Ctx) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for p in paths {
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let mut seen = BTreeSet::new();
+                walk_dir(p, &mut seen, &mut out, ctx);
+            }
+            Ok(_) => out.push((p.display().to_string(), p.clone())),
+            Err(e) => ctx.file_err(
+                &p.display().to_string(),
+                "io.read",
+                format!("cannot read: {e}"),
+            ),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    out.retain(|(_, p)| seen.insert(fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    out
+}
+
+fn walk_dir(
+    dir: &Path,
+    seen: &mut BTreeSet<PathBuf>,
+    out: &mut Vec<(String, PathBuf)>,
+    ctx: &mut Ctx,
+) {
+    let canon = match fs::canonicalize(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            return ctx.file_err(
+                &dir.display().to_string(),
+                "io.read",
+                format!("cannot read directory: {e}"),
+            );
+        }
+    };
+    if !seen.insert(canon.clone()) {
+        return ctx.file_err(
+            &dir.display().to_string(),
+            "io.symlink-loop",
+            format!(
+                "directory is a symlink loop (it leads back to {})",
+                canon.display()
+            ),
+        );
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            return ctx.file_err(
+                &dir.display().to_string(),
+                "io.read",
+                format!("cannot read directory: {e}"),
+            );
+        }
+    };
+    let mut names: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => names.push(e.path()),
+            Err(e) => ctx.file_err(
+                &dir.display().to_string(),
+                "io.read",
+                format!("cannot read directory: {e}"),
+            ),
+        }
+    }
+    names.sort();
+    for path in names {
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_none_or(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        match fs::metadata(&path) {
+            Ok(m) if m.is_dir() => walk_dir(&path, seen, out, ctx),
+            Ok(_) => {
+                let ext = path.extension().and_then(|e| e.to_str());
+                if matches!(ext, Some("yaml" | "yml")) {
+                    out.push((path.display().to_string(), path));
+                }
+            }
+            Err(e) => ctx.file_err(
+                &path.display().to_string(),
+                "io.read",
+                format!("cannot read: {e}"),
+            ),
+        }
+    }
+    seen.remove(&canon);
+}
+
+fn read_text(name: &str, path: &Path, ctx: &mut Ctx) -> Option<String> {
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.file_err(name, "io.read", format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(yaml::MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+        ctx.file_err(name, "io.read", format!("cannot read: {e}"));
+        return None;
+    }
+    if bytes.len() as u64 > yaml::MAX_FILE_BYTES {
+        ctx.file_err(
+            name,
+            "io.too-large",
+            format!(
+                "file is larger than {} MiB; split the config into several files",
+                yaml::MAX_FILE_BYTES >> 20
+            ),
+        );
+        return None;
+    }
+    match String::from_utf8(bytes) {
+        Ok(t) => Some(t.strip_prefix('\u{feff}').map(str::to_string).unwrap_or(t)),
+        Err(e) => {
+            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let text = String::from_utf8_lossy(good);
+            let line = text.matches('\n').count() as u64 + 1;
+            let column = text
+                .rsplit('\n')
+                .next()
+                .map(|l| l.chars().count())
+                .unwrap_or(0) as u64
+                + 1;
+            ctx.unlocated.push(Diagnostic {
+                file: name.to_string(),
+                line,
+                column,
+                message: "the file is not valid UTF-8".into(),
+                code: "yaml.encoding",
+                help: Some("save the file as UTF-8".into()),
+                related: Vec::new(),
+            });
+            None
+        }
+    }
+}
+
+/// Take the typed entries out of one file's JSON. Entries whose subtree failed
+/// the schema (`bad` holds their pointers) keep their name but no value.
+fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw, ctx: &mut Ctx) {
+    let Value::Object(top) = value else { return };
+    let is_bad = |p: &Ptr| bad.iter().any(|b| b.starts_with(p) || p.starts_with(b));
+    for (section, v) in top {
+        match section.as_str() {
+            "settings" => {
+                let p = ptr!["settings"];
+                let parsed = if is_bad(&p) {
+                    None
+                } else {
+                    typed::<Settings>(v)
+                };
+                if let Some((other, _)) = &raw.settings {
+                    let other = *other;
+                    ctx.err(
+                        idx,
+                        p.clone(),
+                        true,
+                        "config.duplicate",
+                        "`settings` is defined in two files".into(),
+                    )
+                    .related
+                    .push((
+                        other,
+                        ptr!["settings"],
+                        true,
+                        "first defined here".into(),
+                    ));
+                } else if let Some(s) = parsed {
+                    raw.settings = Some((idx, s));
+                }
+            }
+            "templates" => named(
+                idx,
+                "template",
+                &section,
+                v,
+                &is_bad,
+                &mut raw.templates,
+                ctx,
+            ),
+            "roles" => named(idx, "role", &section, v, &is_bad, &mut raw.roles, ctx),
+            "groups" => named(idx, "group", &section, v, &is_bad, &mut raw.groups, ctx),
+            "users" => named(idx, "user", &section, v, &is_bad, &mut raw.users, ctx),
+            "role_assignments" => {
+                if let Value::Array(items) = v {
+                    for (i, item) in items.into_iter().enumerate() {
+                        let p = ptr!["role_assignments", i];
+                        let value = if is_bad(&p) {
+                            None
+                        } else {
+                            typed::<RoleAssignment>(item)
+                        };
+                        raw.assignments.push(Def {
+                            file: idx,
+                            ptr: p,
+                            value,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn typed<T: DeserializeOwned>(v: Value) -> Option<T> {
+    serde_json::from_value(v).ok()
+}
+
+fn named<T: DeserializeOwned>(
+    idx: usize,
+    kind: &str,
+    section: &str,
+    v: Value,
+    is_bad: &dyn Fn(&Ptr) -> bool,
+    defs: &mut BTreeMap<String, Def<T>>,
+    ctx: &mut Ctx,
+) {
+    let Value::Object(map) = v else { return };
+    for (name, entry) in map {
+        let p = ptr![section, name];
+        let value = if is_bad(&p) { None } else { typed::<T>(entry) };
+        if let Some(first) = defs.get(&name) {
+            let (f, fp) = (first.file, first.ptr.clone());
+            let msg = format!("{kind} `{name}` is defined more than once");
+            ctx.err(idx, p, true, "config.duplicate", msg)
+                .related
+                .push((f, fp, true, "first defined here".into()));
+            continue;
+        }
+        defs.insert(
+            name,
+            Def {
+                file: idx,
+                ptr: p,
+                value,
+            },
+        );
+    }
+}
+
+fn unknown_ref(
+    ctx: &mut Ctx,
+    file: usize,
+    ptr: Ptr,
+    what: &str,
+    name: &str,
+    known: &mut dyn Iterator<Item = &String>,
+) {
+    let code = match what {
+        "role" => "ref.unknown-role",
+        "group" => "ref.unknown-group",
+        "user" => "ref.unknown-user",
+        _ => "ref.unknown-template",
+    };
+    let names: Vec<&str> = known.map(String::as_str).collect();
+    let suggestion = diag::did_you_mean(name, names.iter().copied());
+    let e = ctx.err(file, ptr, false, code, format!("unknown {what} `{name}`"));
+    e.help = suggestion.map(|s| format!("did you mean `{s}`?"));
+}
+
+/// Report repeated entries of a list (at the repeat).
+fn check_dups(ctx: &mut Ctx, file: usize, base: &Ptr, field: &str, items: &[String]) {
+    let mut seen = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(first) = seen.insert(item.as_str(), i) {
+            let mut p = base.clone();
+            p.push(field.to_string());
+            let mut fp = p.clone();
+            p.push(i.to_string());
+            fp.push(first.to_string());
+            ctx.err(
+                file,
+                p,
+                false,
+                "list.duplicate",
+                format!("`{item}` is listed twice in `{field}`"),
+            )
+            .related
+            .push((file, fp, false, "first listed here".into()));
+        }
+    }
+}
+
+fn merge_list(base: &Option<Vec<String>>, over: &Option<Vec<String>>) -> Option<Vec<String>> {
+    match (base, over) {
+        (None, o) => o.clone(),
+        (b, None) => b.clone(),
+        (Some(b), Some(o)) => {
+            let mut v = b.clone();
+            v.extend(o.iter().filter(|x| !b.contains(x)).cloned());
+            Some(v)
+        }
+    }
+}
+
+/// `over` on top of `base`: scalars override, lists are unioned (base first),
+/// set rights merge per area, credentials merge per field.
+fn merge(base: &Template, over: &Template) -> Template {
+    let set_rights = match (&base.set_rights, &over.set_rights) {
+        (None, o) => o.clone(),
+        (b, None) => b.clone(),
+        (Some(b), Some(o)) => {
+            let mut m = b.clone();
+            m.extend(o.iter().map(|(k, v)| (k.clone(), *v)));
+            Some(m)
+        }
+    };
+    let credentials = match (base.credentials, over.credentials) {
+        (None, o) => o,
+        (b, None) => b,
+        (Some(b), Some(o)) => Some(crate::model::Credentials {
+            password: o.password.or(b.password),
+            token: o.token.or(b.token),
+            rotation: o.rotation.or(b.rotation),
+        }),
+    };
+    Template {
+        extends: None,
+        active: over.active.or(base.active),
+        class: over.class.or(base.class),
+        authentication: over.authentication.or(base.authentication),
+        identity_provider: over
+            .identity_provider
+            .clone()
+            .or_else(|| base.identity_provider.clone()),
+        groups: merge_list(&base.groups, &over.groups),
+        roles: merge_list(&base.roles, &over.roles),
+        set_rights,
+        credentials,
+        protected: over.protected.or(base.protected),
+    }
+}
+
+/// Resolve every template (with its `extends` chain), reporting unknown parents and cycles.
+fn resolve_templates(raw: &Raw, ctx: &mut Ctx) -> BTreeMap<String, Template> {
+    let mut done: BTreeMap<String, Template> = BTreeMap::new();
+    let mut in_cycle: BTreeSet<String> = BTreeSet::new();
+    for start in raw.templates.keys() {
+        if done.contains_key(start) || in_cycle.contains(start) {
+            continue;
+        }
+        // Follow the chain to its root (or a cycle, or an unknown/broken parent).
+        let mut chain: Vec<&str> = vec![start];
+        loop {
+            let cur = *chain.last().expect("non-empty");
+            if done.contains_key(cur) {
+                break;
+            }
+            let Some(def) = raw.templates.get(cur) else {
+                break;
+            };
+            let Some(t) = &def.value else { break };
+            let Some(parent) = t.extends.as_deref() else {
+                break;
+            };
+            if let Some(pos) = chain.iter().position(|c| *c == parent) {
+                let cycle: Vec<&str> = chain[pos..].to_vec();
+                let first = cycle.iter().min().copied().unwrap_or(parent);
+                let def = &raw.templates[first];
+                let shown = cycle
+                    .iter()
+                    .chain(std::iter::once(&cycle[0]))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(" -> ");
+                let mut p = def.ptr.clone();
+                p.push("extends".into());
+                ctx.err(
+                    def.file,
+                    p,
+                    false,
+                    "template.cycle",
+                    format!("templates extend each other in a cycle: {shown}"),
+                );
+                in_cycle.extend(cycle.iter().map(|s| s.to_string()));
+                break;
+            }
+            if !raw.templates.contains_key(parent) {
+                let mut p = def.ptr.clone();
+                p.push("extends".into());
+                unknown_ref(
+                    ctx,
+                    def.file,
+                    p,
+                    "template",
+                    parent,
+                    &mut raw.templates.keys(),
+                );
+                break;
+            }
+            chain.push(parent);
+        }
+        // Resolve from the root down.
+        for name in chain.iter().rev() {
+            if done.contains_key(*name) || in_cycle.contains(*name) {
+                continue;
+            }
+            let Some(t) = raw.templates.get(*name).and_then(|d| d.value.as_ref()) else {
+                continue;
+            };
+            let resolved = match t.extends.as_deref() {
+                Some(parent) => match done.get(parent) {
+                    Some(p) => merge(p, t),
+                    None if raw.templates.contains_key(parent) => continue,
+                    None => merge(&Template::default(), t),
+                },
+                None => merge(&Template::default(), t),
+            };
+            done.insert(name.to_string(), resolved);
+        }
+    }
+    done
+}
+
+fn set<I: IntoIterator<Item = String>>(items: I) -> BTreeSet<String> {
+    items.into_iter().collect()
+}
+
+fn check_and_resolve(raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
+    let settings = raw
+        .settings
+        .as_ref()
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    if let Some((file, s)) = &raw.settings {
+        let p = &s.password;
+        if !(p.lowercase || p.uppercase || p.digits || p.symbols) {
+            ctx.err(
+                *file,
+                ptr!["settings", "password"],
+                true,
+                "settings.password",
+                "the password policy enables no character class".into(),
+            );
+        }
+    }
+    let templates = resolve_templates(&raw, ctx);
+
+    // Roles.
+    let mut roles = BTreeMap::new();
+    for (name, def) in &raw.roles {
+        let Some(r) = &def.value else { continue };
+        check_dups(ctx, def.file, &def.ptr, "permissions", &r.permissions);
+        roles.insert(
+            name.clone(),
+            RoleSpec {
+                description: r.description.clone(),
+                permissions: set(r.permissions.iter().cloned()),
+            },
+        );
+    }
+
+    // Groups.
+    let mut groups = BTreeMap::new();
+    for (name, def) in &raw.groups {
+        let Some(g) = &def.value else { continue };
+        for (field, list) in [
+            ("roles", &g.roles),
+            ("companies", &g.companies),
+            ("pay_groups", &g.pay_groups),
+        ] {
+            check_dups(ctx, def.file, &def.ptr, field, list);
+        }
+        for (i, r) in g.roles.iter().enumerate() {
+            if !raw.roles.contains_key(r) {
+                let p = [def.ptr.clone(), ptr!["roles", i]].concat();
+                unknown_ref(ctx, def.file, p, "role", r, &mut raw.roles.keys());
+            }
+        }
+        groups.insert(
+            name.clone(),
+            GroupSpec {
+                description: g.description.clone(),
+                roles: set(g.roles.iter().cloned()),
+                companies: set(g.companies.iter().cloned()),
+                pay_groups: set(g.pay_groups.iter().cloned()),
+                protected: g.protected,
+            },
+        );
+    }
+
+    // Template references (groups, roles) are checked where they are written.
+    for def in raw.templates.values() {
+        let Some(t) = &def.value else { continue };
+        check_fields(ctx, def.file, &def.ptr, t, &raw);
+    }
+
+    // Users.
+    let mut users = BTreeMap::new();
+    let mut emails: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
+    let mut renames: BTreeMap<String, String> = BTreeMap::new();
+    let mut rename_sites: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
+    for (name, def) in &raw.users {
+        let Some(u) = &def.value else { continue };
+        check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
+        check_dups(ctx, def.file, &def.ptr, "previous_names", &u.previous_names);
+        let base = match u.fields.extends.as_deref() {
+            None => Some(Template::default()),
+            Some(t) => match templates.get(t) {
+                Some(t) => Some(t.clone()),
+                None => {
+                    if !raw.templates.contains_key(t) {
+                        let p = [def.ptr.clone(), ptr!["extends"]].concat();
+                        unknown_ref(ctx, def.file, p, "template", t, &mut raw.templates.keys());
+                    }
+                    None
+                }
+            },
+        };
+        let Some(base) = base else { continue };
+        let f = merge(&base, &u.fields);
+        if let Some(email) = &u.email {
+            let key = email.to_lowercase();
+            let p = [def.ptr.clone(), ptr!["email"]].concat();
+            if let Some((of, op)) = emails.get(&key) {
+                let (of, op) = (*of, op.clone());
+                ctx.err(
+                    def.file,
+                    p,
+                    false,
+                    "user.email-duplicate",
+                    format!("email `{email}` is already used by another user"),
+                )
+                .related
+                .push((of, op, false, "used here".into()));
+            } else {
+                emails.insert(key, (def.file, p));
+            }
+        }
+        let authentication = f.authentication.unwrap_or_default();
+        let creds = f.credentials.unwrap_or_default();
+        if authentication == Authentication::Sso && creds.password == Some(true) {
+            let own = u.fields.credentials.and_then(|c| c.password).is_some();
+            let p = if own {
+                [def.ptr.clone(), ptr!["credentials", "password"]].concat()
+            } else {
+                [def.ptr.clone(), ptr!["extends"]].concat()
+            };
+            ctx.err(def.file, p, false, "user.sso-password", format!("user `{name}` authenticates with sso, so roster may not generate a password for it"))
+                .help = Some("an identity provider owns an sso user's login: remove `credentials.password` or use `authentication: local`".into());
+        }
+        if f.identity_provider.is_some() && authentication != Authentication::Sso {
+            let p = [def.ptr.clone(), ptr!["identity_provider"]].concat();
+            ctx.err(
+                def.file,
+                p,
+                true,
+                "user.identity-provider",
+                format!(
+                    "user `{name}` has an identity_provider but does not use `authentication: sso`"
+                ),
+            );
+        }
+        for (i, old) in u.previous_names.iter().enumerate() {
+            let p = [def.ptr.clone(), ptr!["previous_names", i]].concat();
+            if raw.users.contains_key(old) {
+                let (of, op) = (raw.users[old].file, raw.users[old].ptr.clone());
+                ctx.err(
+                    def.file,
+                    p,
+                    false,
+                    "user.previous-name",
+                    format!("previous name `{old}` of user `{name}` is the name of a live user"),
+                )
+                .related
+                .push((of, op, true, "defined here".into()));
+            } else if let Some((of, op)) = rename_sites.get(old) {
+                let (of, op) = (*of, op.clone());
+                ctx.err(
+                    def.file,
+                    p,
+                    false,
+                    "user.previous-name",
+                    format!("previous name `{old}` is claimed by two users"),
+                )
+                .related
+                .push((of, op, false, "also claimed here".into()));
+            } else {
+                rename_sites.insert(old.clone(), (def.file, p));
+                renames.insert(old.clone(), name.clone());
+            }
+        }
+        users.insert(
+            name.clone(),
+            UserSpec {
+                display_name: u.display_name.clone(),
+                first_name: u.first_name.clone(),
+                last_name: u.last_name.clone(),
+                email: u.email.clone(),
+                active: f.active.unwrap_or(true),
+                class: f.class.unwrap_or_default(),
+                authentication,
+                identity_provider: f.identity_provider.clone(),
+                groups: set(f.groups.clone().unwrap_or_default()),
+                roles: set(f.roles.clone().unwrap_or_default()),
+                set_rights: f.set_rights.clone().unwrap_or_default(),
+                credentials: CredentialSpec {
+                    password: creds.password.unwrap_or(false),
+                    token: creds.token.unwrap_or(false),
+                    rotation: creds.rotation.unwrap_or(0),
+                },
+                protected: f.protected.unwrap_or(false),
+            },
+        );
+    }
+
+    if let (Some(max), Some((file, _))) = (settings.max_active_users, &raw.settings) {
+        let active: Vec<&String> = users
+            .iter()
+            .filter(|(_, u)| u.active)
+            .map(|(n, _)| n)
+            .collect();
+        if active.len() > max as usize {
+            let shown: Vec<&str> = active.iter().take(12).map(|s| s.as_str()).collect();
+            let more = if active.len() > shown.len() {
+                format!(" and {} more", active.len() - shown.len())
+            } else {
+                String::new()
+            };
+            ctx.err(
+                *file,
+                ptr!["settings", "max_active_users"],
+                false,
+                "limit.max-active-users",
+                format!(
+                    "{} users are active, but max_active_users is {max}: {}{more}",
+                    active.len(),
+                    shown.join(", ")
+                ),
+            )
+            .help = Some("deactivate some users with `active: false`, or raise the limit".into());
+        }
+    }
+
+    // Role assignments.
+    let mut assignments: BTreeMap<String, AssignmentSpec> = BTreeMap::new();
+    let mut assignment_sites: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
+    for def in &raw.assignments {
+        let Some(a) = &def.value else { continue };
+        if !raw.roles.contains_key(&a.role) {
+            let p = [def.ptr.clone(), ptr!["role"]].concat();
+            unknown_ref(ctx, def.file, p, "role", &a.role, &mut raw.roles.keys());
+        }
+        for (field, list) in [
+            ("positions", &a.positions),
+            ("companies", &a.companies),
+            ("pay_groups", &a.pay_groups),
+        ] {
+            check_dups(ctx, def.file, &def.ptr, field, list);
+        }
+        let subject = match (&a.user, &a.group) {
+            (Some(u), None) => {
+                if !raw.users.contains_key(u) {
+                    let p = [def.ptr.clone(), ptr!["user"]].concat();
+                    unknown_ref(ctx, def.file, p, "user", u, &mut raw.users.keys());
+                }
+                Subject::User(u.clone())
+            }
+            (None, Some(g)) => {
+                if !raw.groups.contains_key(g) {
+                    let p = [def.ptr.clone(), ptr!["group"]].concat();
+                    unknown_ref(ctx, def.file, p, "group", g, &mut raw.groups.keys());
+                }
+                Subject::Group(g.clone())
+            }
+            (Some(_), Some(_)) => {
+                ctx.err(
+                    def.file,
+                    def.ptr.clone(),
+                    false,
+                    "assignment.subject",
+                    format!(
+                        "role assignment of `{}` names both a user and a group; give exactly one",
+                        a.role
+                    ),
+                );
+                continue;
+            }
+            (None, None) => {
+                ctx.err(def.file, def.ptr.clone(), false, "assignment.subject", format!("role assignment of `{}` names neither a user nor a group; give exactly one", a.role));
+                continue;
+            }
+        };
+        let spec = AssignmentSpec {
+            role: a.role.clone(),
+            subject,
+            positions: set(a.positions.iter().cloned()),
+            companies: set(a.companies.iter().cloned()),
+            pay_groups: set(a.pay_groups.iter().cloned()),
+        };
+        let id = spec.id();
+        if let Some((of, op)) = assignment_sites.get(&id) {
+            let (of, op) = (*of, op.clone());
+            ctx.err(
+                def.file,
+                def.ptr.clone(),
+                false,
+                "assignment.duplicate",
+                format!(
+                    "role `{}` is assigned to {} twice; merge the scopes into one assignment",
+                    spec.role, spec.subject
+                ),
+            )
+            .related
+            .push((of, op, false, "first assigned here".into()));
+            continue;
+        }
+        assignment_sites.insert(id.clone(), (def.file, def.ptr.clone()));
+        assignments.insert(id, spec);
+    }
+
+    Desired {
+        settings,
+        roles,
+        groups,
+        users,
+        assignments,
+        renames,
+        digest,
+    }
+}
+
+/// Checks shared by users and templates: references and duplicate list entries.
+fn check_fields(ctx: &mut Ctx, file: usize, base: &Ptr, t: &Template, raw: &Raw) {
+    if let Some(groups) = &t.groups {
+        check_dups(ctx, file, base, "groups", groups);
+        for (i, g) in groups.iter().enumerate() {
+            if !raw.groups.contains_key(g) {
+                let p = [base.clone(), ptr!["groups", i]].concat();
+                unknown_ref(ctx, file, p, "group", g, &mut raw.groups.keys());
+            }
+        }
+    }
+    if let Some(roles) = &t.roles {
+        check_dups(ctx, file, base, "roles", roles);
+        for (i, r) in roles.iter().enumerate() {
+            if !raw.roles.contains_key(r) {
+                let p = [base.clone(), ptr!["roles", i]].concat();
+                unknown_ref(ctx, file, p, "role", r, &mut raw.roles.keys());
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! JSON Schema validation of one parsed file, with errors turned into
+//! located diagnostics ("unknown field `emial`" + "did you mean `email`?").
+//!
+//! The schema is generated from the model types (`model::config_schema`) and
+//! compiled once per process.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+
+use super::{Ctx, Ptr, diag};
+use crate::model::{NAME_PATTERN, config_schema};
+
+fn schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(config_schema)
+}
+
+fn validator() -> &'static Validator {
+    static VALIDATOR: OnceLock<Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::draft202012::new(schema()).expect("the generated schema compiles")
+    })
+}
+
+fn tokens(loc: &jsonschema::paths::Location) -> Ptr {
+    loc.iter()
+        .map(|s| match s {
+            LocationSegment::Property(p) => p.to_string(),
+            LocationSegment::Index(i) => i.to_string(),
+        })
+        .collect()
+}
+
+/// The schema node that describes the instance at `ptr` (following `$ref`,
+/// the non-null branch of `anyOf`, `properties`, `additionalProperties`, `items`).
+fn schema_at<'a>(root: &'a Value, ptr: &[String]) -> Option<&'a Value> {
+    let mut node = deref(root, root);
+    for tok in ptr {
+        let next = node
+            .get("properties")
+            .and_then(|p| p.get(tok))
+            .or_else(|| node.get("additionalProperties").filter(|v| v.is_object()))
+            .or_else(|| node.get("items").filter(|v| v.is_object()))?;
+        node = deref(root, next);
+    }
+    Some(node)
+}
+
+fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
+    for _ in 0..16 {
+        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            match r
+                .strip_prefix("#/$defs/")
+                .and_then(|n| root.get("$defs")?.get(n))
+            {
+                Some(n) => node = n,
+                None => return node,
+            }
+        } else if let Some(branches) = node.get("anyOf").and_then(Value::as_array) {
+            match branches
+                .iter()
+                .find(|b| b.get("type") != Some(&Value::from("null")))
+            {
+                Some(b) => node = b,
+                None => return node,
+            }
+        } else {
+            return node;
+        }
+    }
+    node
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// Validate one file's JSON. Reports into `ctx` and returns the pointers of
+/// the values that failed (their entries are left out of the typed model).
+pub(super) fn validate(value: &Value, file: usize, ctx: &mut Ctx) -> BTreeSet<Ptr> {
+    let mut bad = BTreeSet::new();
+    for error in validator().iter_errors(value) {
+        let ptr = tokens(error.instance_path());
+        report(&error, file, &ptr, ctx);
+        bad.insert(ptr);
+    }
+    bad
+}
+
+fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
+    let instance = error.instance();
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let known: Vec<String> = schema_at(schema(), ptr)
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            for field in unexpected {
+                let mut p = ptr.clone();
+                p.push(field.clone());
+                let help = diag::did_you_mean(field, known.iter().map(String::as_str))
+                    .map(|s| format!("did you mean `{s}`?"))
+                    .or_else(|| {
+                        (!known.is_empty()).then(|| format!("known fields: {}", known.join(", ")))
+                    });
+                ctx.err(
+                    file,
+                    p,
+                    true,
+                    "schema.unknown-field",
+                    format!("unknown field `{field}`"),
+                )
+                .help = help;
+            }
+        }
+        ValidationErrorKind::PropertyNames { error: inner } => {
+            let name = inner
+                .instance()
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| short(inner.instance()));
+            let mut p = ptr.clone();
+            p.push(name.clone());
+            ctx.err(
+                file,
+                p,
+                true,
+                "name.invalid",
+                format!("`{name}` is not a valid name"),
+            )
+            .help = Some(format!(
+                "names are 1 to 64 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit ({NAME_PATTERN})"
+            ));
+        }
+        ValidationErrorKind::AnyOf { context } => {
+            // Option<T> is `anyOf [T, null]`: report T's errors, not the union.
+            let branch = context.iter().find(|errs| {
+                !errs.iter().all(|e| {
+                    matches!(e.kind(), ValidationErrorKind::Type { .. })
+                        && tokens(e.instance_path()) == *ptr
+                }) || errs.len() > 1
+            });
+            match branch {
+                Some(errs) if !errs.is_empty() => {
+                    for e in errs {
+                        report(e, file, &tokens(e.instance_path()), ctx);
+                    }
+                }
+                _ => {
+                    let expected = schema_at(schema(), ptr)
+                        .and_then(|s| {
+                            s.get("type")
+                                .or_else(|| s.get("enum").map(|_| &Value::Null))
+                        })
+                        .map(|t| {
+                            if t.is_null() {
+                                "one of the allowed values".to_string()
+                            } else {
+                                t.to_string()
+                            }
+                        })
+                        .unwrap_or_else(|| "another value".into());
+                    ctx.err(
+                        file,
+                        ptr.clone(),
+                        false,
+                        "schema.type",
+                        format!("expected {expected}, found {}", type_name(instance)),
+                    );
+                }
+            }
+        }
+        ValidationErrorKind::Type { .. } if ptr.is_empty() => {
+            let message = format!(
+                "a config file's top level must be a map (of settings, templates, roles, groups, users, role_assignments), found {}",
+                type_name(instance)
+            );
+            ctx.err(file, ptr.clone(), false, "schema.type", message);
+        }
+        ValidationErrorKind::Type { .. } => {
+            let expected = schema_at(schema(), ptr)
+                .and_then(|s| s.get("type"))
+                .map(expected_type)
+                .unwrap_or_else(|| "another type".into());
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.type",
+                format!(
+                    "expected {expected}, found {} {}",
+                    type_name(instance),
+                    short(instance)
+                ),
+            );
+        }
+        ValidationErrorKind::Enum { options } => {
+            let allowed: Vec<Value> = options.as_array().cloned().unwrap_or_default();
+            not_one_of(&allowed, instance, file, ptr, ctx);
+        }
+        ValidationErrorKind::OneOfNotValid { .. } => {
+            // Documented enums are `oneOf` of `const`s.
+            let consts: Vec<Value> = schema_at(schema(), ptr)
+                .and_then(|s| s.get("oneOf"))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|b| b.get("const").cloned()).collect())
+                .unwrap_or_default();
+            if consts.is_empty() {
+                ctx.err(
+                    file,
+                    ptr.clone(),
+                    false,
+                    "schema.invalid",
+                    error.to_string(),
+                );
+            } else {
+                not_one_of(&consts, instance, file, ptr, ctx);
+            }
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or("?");
+            ctx.err(
+                file,
+                ptr.clone(),
+                true,
+                "schema.required",
+                format!("missing required field `{name}`"),
+            );
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            let field = ptr.last().map(String::as_str).unwrap_or("value");
+            let message = match field {
+                "email" => format!(
+                    "{} is not an email address (expected name@domain.tld)",
+                    short(instance)
+                ),
+                "prefix" => format!(
+                    "token prefix {} may hold at most 16 letters, digits, `_` and `-`",
+                    short(instance)
+                ),
+                _ => format!(
+                    "`{field}` {} does not match the pattern {pattern}",
+                    short(instance)
+                ),
+            };
+            ctx.err(file, ptr.clone(), false, "schema.pattern", message);
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            let field = ptr.last().map(String::as_str).unwrap_or("value");
+            let message = format!(
+                "`{field}` must be at least {limit}, found {}",
+                short(instance)
+            );
+            ctx.err(file, ptr.clone(), false, "schema.range", message);
+        }
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            let field = ptr.last().map(String::as_str).unwrap_or("value");
+            let message = format!(
+                "`{field}` must be at most {limit}, found {}",
+                short(instance)
+            );
+            ctx.err(file, ptr.clone(), false, "schema.range", message);
+        }
+        _ => {
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.invalid",
+                error.to_string(),
+            );
+        }
+    }
+}
+
+fn expected_type(t: &Value) -> String {
+    let one = |s: &str| match s {
+        "string" => "a string",
+        "integer" => "an integer",
+        "number" => "a number",
+        "boolean" => "a boolean (true or false)",
+        "array" => "a list",
+        "object" => "a map",
+        "null" => "null",
+        _ => "a value",
+    };
+    match t {
+        Value::String(s) => one(s).to_string(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|s| *s != "null")
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "a value".into(),
+    }
+}
+
+fn not_one_of(allowed: &[Value], instance: &Value, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
+    let shown: Vec<String> = allowed.iter().map(short).collect();
+    let words: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+    let help = instance
+        .as_str()
+        .and_then(|s| diag::did_you_mean(s, words.iter().copied()))
+        .map(|s| format!("did you mean `{s}`?"));
+    let message = format!("{} is not one of {}", short(instance), shown.join(", "));
+    ctx.err(file, ptr.clone(), false, "schema.enum", message)
+        .help = help;
+}

@@ -1,0 +1,539 @@
+//! End-to-end tests of `roster plan` / `apply` / `show` / `export` / `history`
+//! on the embedded file store, run as a user would run them (the real binary,
+//! real files in a temporary directory).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use roster::secret::verify_secret;
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(dir.path().join("config")).expect("config dir");
+        Env { dir }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn write(&self, name: &str, text: &str) {
+        fs::write(self.path("config").join(name), text).expect("write config");
+    }
+    fn remove(&self, name: &str) {
+        fs::remove_file(self.path("config").join(name)).expect("remove config");
+    }
+    fn roster(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("ROSTER_STORE")
+            .output()
+            .expect("run roster")
+    }
+    fn state(&self) -> Value {
+        let text = fs::read_to_string(self.path(".roster/state.json")).expect("state file");
+        serde_json::from_str(&text).expect("state is JSON")
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+const BASE: &str = r#"
+roles:
+  payroll-reader:
+    description: Read payroll records
+    permissions: [payroll.read]
+  employee-reader:
+    permissions: [employee.read, employee.positions.read]
+groups:
+  hr-integrations:
+    roles: [payroll-reader]
+    companies: [ACME]
+    pay_groups: [BIWEEKLY]
+users:
+  qlearsite:
+    display_name: Qlearsite engagement survey
+    email: qlearsite-api@acme.example
+    groups: [hr-integrations]
+    set_rights: { personal: read, contract: read }
+    credentials: { password: true }
+  timeclock:
+    display_name: Time collection
+    email: timeclock@acme.example
+    roles: [employee-reader]
+    credentials: { token: true }
+  payroll-export:
+    display_name: Payroll export
+    credentials: { password: true, token: true }
+  benefits:
+    display_name: Benefits sync
+    roles: [employee-reader]
+role_assignments:
+  - role: payroll-reader
+    user: qlearsite
+    positions: [PAYROLL-CLERK]
+"#;
+
+fn secrets(path: &Path) -> Vec<(String, String, String)> {
+    let v: Value = serde_json::from_str(&fs::read_to_string(path).expect("secrets file"))
+        .expect("secrets JSON");
+    v["secrets"]
+        .as_array()
+        .expect("secrets array")
+        .iter()
+        .map(|s| {
+            (
+                s["user"].as_str().unwrap().to_string(),
+                s["kind"].as_str().unwrap().to_string(),
+                s["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn hash_of(state: &Value, user: &str, kind: &str) -> Option<String> {
+    state["users"][user]["meta"]["secrets"][kind]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn plan_apply_replan_converges_and_secrets_are_emitted_once() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let plan = env.roster(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 2, "{}", stderr(&plan));
+    let text = stdout(&plan);
+    assert!(text.contains("+ role.payroll-reader"), "{text}");
+    assert!(text.contains("+ user.qlearsite (new password)"), "{text}");
+    assert!(
+        text.contains("+ role permission") || text.contains("+ permission payroll.read"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Plan: 8 to create, 4 secrets to generate."),
+        "{text}"
+    );
+
+    // Without a terminal and without a secrets destination, apply refuses before changing anything.
+    let refused = env.roster(&["apply", "config", "--yes"]);
+    assert_eq!(code(&refused), 1);
+    assert!(
+        stderr(&refused).contains("--secrets-out"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!env.path(".roster/state.json").exists());
+
+    let applied = env.roster(&["apply", "config", "--yes", "--secrets-out", "secrets.json"]);
+    assert_eq!(code(&applied), 0, "{}", stderr(&applied));
+    let emitted = secrets(&env.path("secrets.json"));
+    assert_eq!(emitted.len(), 4);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(env.path("secrets.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let state_mode = fs::metadata(env.path(".roster/state.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(state_mode, 0o600);
+
+    let state = env.state();
+    assert_eq!(state["serial"], 1);
+    for (user, kind, value) in &emitted {
+        let hash = hash_of(&state, user, kind).expect("hash stored");
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(verify_secret(value, &hash));
+        assert!(!verify_secret("not-the-secret", &hash));
+    }
+    // The state holds hashes only: no plaintext anywhere in it.
+    let state_text = fs::read_to_string(env.path(".roster/state.json")).unwrap();
+    for (_, _, value) in &emitted {
+        assert!(!state_text.contains(value.as_str()));
+        assert!(
+            !stdout(&applied).contains(value.as_str())
+                && !stderr(&applied).contains(value.as_str())
+        );
+    }
+
+    // Re-plan: no changes; a second apply emits nothing and writes no secrets file.
+    let replan = env.roster(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(code(&replan), 0, "{}", stdout(&replan));
+    assert!(stdout(&replan).contains("No changes."));
+    let again = env.roster(&["apply", "config", "--yes", "--secrets-out", "secrets2.json"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(!env.path("secrets2.json").exists());
+    assert_eq!(env.state()["serial"], 1);
+}
+
+#[test]
+fn changes_show_field_diffs_and_effective_access() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let a = env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    env.write(
+        "base.yaml",
+        &BASE
+            .replace(
+                "set_rights: { personal: read, contract: read }",
+                "set_rights: { personal: write, contract: read }",
+            )
+            .replace(
+                "roles: [employee-reader]\n    credentials: { token: true }",
+                "roles: [employee-reader, payroll-reader]\n    credentials: { token: true }",
+            ),
+    );
+    let plan = env.roster(&["plan", "config"]);
+    let text = stdout(&plan);
+    assert!(text.contains("~ user.qlearsite"), "{text}");
+    assert!(text.contains("personal"), "{text}");
+    assert!(
+        text.contains("~ set rights personal: read -> write (+PATCH +POST +PUT)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("user.timeclock\n    + role payroll-reader (via own)"),
+        "{text}"
+    );
+    assert!(text.contains("+ permission payroll.read"), "{text}");
+    assert!(text.contains("Plan: 2 to update."), "{text}");
+
+    let md = env.roster(&["plan", "config", "--format", "markdown"]);
+    let md = stdout(&md);
+    assert!(md.contains("| update | 2 |"), "{md}");
+    assert!(
+        md.contains("<details><summary>Details (2 steps)</summary>"),
+        "{md}"
+    );
+
+    let json = env.roster(&["plan", "config", "--format", "json"]);
+    let v: Value = serde_json::from_str(&stdout(&json)).expect("plan JSON");
+    assert_eq!(v["format_version"], 1);
+    assert_eq!(v["summary"]["update"], 2);
+    let addresses: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(addresses, ["user.qlearsite", "user.timeclock"]);
+}
+
+#[test]
+fn removing_a_user_deactivates_it_and_revokes_its_secrets() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let extra =
+        "users:\n  old-sync:\n    display_name: Old sync\n    credentials: { password: true }\n";
+    env.write("extra.yaml", extra);
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"])),
+        0
+    );
+    assert!(hash_of(&env.state(), "old-sync", "password").is_some());
+    env.remove("extra.yaml");
+    let plan = env.roster(&["plan", "config"]);
+    assert!(
+        stdout(&plan).contains("- user.old-sync (deactivate; revoke password)"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains("Plan: 1 to deactivate."),
+        "{}",
+        stdout(&plan)
+    );
+    let a = env.roster(&["apply", "config", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let state = env.state();
+    assert_eq!(
+        state["users"]["old-sync"]["spec"]["active"], false,
+        "kept, deactivated"
+    );
+    assert!(state["users"]["old-sync"]["meta"]["deactivated_at"].is_string());
+    assert!(
+        hash_of(&state, "old-sync", "password").is_none(),
+        "secrets revoked"
+    );
+    let replan = env.roster(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(code(&replan), 0, "{}", stdout(&replan));
+
+    // Bringing it back reactivates it with a new password.
+    env.write("extra.yaml", extra);
+    let plan = env.roster(&["plan", "config"]);
+    assert!(
+        stdout(&plan).contains("+ user.old-sync (reactivate; new password)"),
+        "{}",
+        stdout(&plan)
+    );
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s2.json"])),
+        0
+    );
+    let emitted = secrets(&env.path("s2.json"));
+    assert_eq!(emitted.len(), 1);
+    let hash = hash_of(&env.state(), "old-sync", "password").unwrap();
+    assert!(verify_secret(&emitted[0].2, &hash));
+    let old = secrets(&env.path("s1.json"))
+        .into_iter()
+        .find(|s| s.0 == "old-sync")
+        .unwrap();
+    assert!(
+        !verify_secret(&old.2, &hash),
+        "the old password no longer verifies"
+    );
+}
+
+#[test]
+fn rotation_emits_a_new_secret_and_the_old_one_stops_verifying() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"])),
+        0
+    );
+    let first = secrets(&env.path("s1.json"));
+    env.write(
+        "base.yaml",
+        &BASE.replace(
+            "credentials: { password: true, token: true }",
+            "credentials: { password: true, token: true, rotation: 1 }",
+        ),
+    );
+    let plan = env.roster(&["plan", "config"]);
+    assert!(
+        stdout(&plan).contains("↻ user.payroll-export (rotate; new password + token)"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains("Plan: 1 to rotate, 2 secrets to generate."),
+        "{}",
+        stdout(&plan)
+    );
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s2.json"])),
+        0
+    );
+    let second = secrets(&env.path("s2.json"));
+    assert_eq!(second.len(), 2);
+    let state = env.state();
+    for (user, kind, value) in &second {
+        let hash = hash_of(&state, user, kind).unwrap();
+        assert!(verify_secret(value, &hash));
+        let old = first.iter().find(|s| &s.0 == user && &s.1 == kind).unwrap();
+        assert!(!verify_secret(&old.2, &hash));
+    }
+}
+
+#[test]
+fn a_stale_saved_plan_is_refused_and_a_fresh_one_applies() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"])),
+        0
+    );
+    env.write(
+        "more.yaml",
+        "roles:\n  audit-reader:\n    permissions: [audit.read]\n",
+    );
+    let p = env.roster(&["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let show = env.roster(&["show", "p.json"]);
+    assert!(
+        stdout(&show).contains("+ role.audit-reader"),
+        "{}",
+        stdout(&show)
+    );
+    // Someone else applies first.
+    env.write(
+        "more.yaml",
+        "roles:\n  audit-reader:\n    permissions: [audit.read, audit.export]\n",
+    );
+    assert_eq!(code(&env.roster(&["apply", "config", "--yes"])), 0);
+    let stale = env.roster(&["apply", "--plan", "p.json", "--yes"]);
+    assert_eq!(code(&stale), 1);
+    assert!(
+        stderr(&stale).contains(
+            "the store changed since this plan was made: serial 2, plan made at serial 1"
+        ),
+        "{}",
+        stderr(&stale)
+    );
+    let p = env.roster(&["plan", "config", "--out", "p2.json"]);
+    assert_eq!(code(&p), 0);
+    let ok = env.roster(&["apply", "--plan", "p2.json", "--yes"]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+}
+
+#[test]
+fn a_second_apply_is_refused_while_the_lock_is_held() {
+    use roster::store::{LockOwner, StateStore, file::FileStore};
+    let env = Env::new();
+    env.write(
+        "base.yaml",
+        BASE.replace("credentials: { password: true, token: true }", "")
+            .replace("credentials: { password: true }", "")
+            .replace("credentials: { token: true }", "")
+            .as_str(),
+    );
+    let store = FileStore::new(env.path(".roster/state.json"));
+    let owner = LockOwner {
+        pid: 4242,
+        host: "ci-runner-7".into(),
+        since: "2026-11-22T10:00:00Z".into(),
+    };
+    let lock = store.lock(&owner, std::time::Duration::ZERO).expect("lock");
+    let blocked = env.roster(&["apply", "config", "--yes"]);
+    assert_eq!(code(&blocked), 1);
+    assert!(
+        stderr(&blocked)
+            .contains("the store is locked by pid 4242 on ci-runner-7 since 2026-11-22T10:00:00Z"),
+        "{}",
+        stderr(&blocked)
+    );
+    assert!(!env.path(".roster/state.json").exists());
+    drop(lock);
+    let ok = env.roster(&["apply", "config", "--yes", "--lock-timeout", "5s"]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+}
+
+#[test]
+fn protected_users_are_never_deactivated() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    env.write(
+        "keep.yaml",
+        "users:\n  break-glass:\n    display_name: Break glass\n    protected: true\n",
+    );
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s.json"])),
+        0
+    );
+    env.remove("keep.yaml");
+    let plan = env.roster(&["plan", "config"]);
+    assert_eq!(code(&plan), 1);
+    assert!(
+        stderr(&plan)
+            .contains("refusing to deactivate or delete protected resources: user.break-glass"),
+        "{}",
+        stderr(&plan)
+    );
+    env.write("keep.yaml", "users:\n  break-glass:\n    display_name: Break glass\n    protected: true\n    active: false\n");
+    let plan = env.roster(&["plan", "config"]);
+    assert_eq!(code(&plan), 1, "{}", stdout(&plan));
+}
+
+#[test]
+fn the_removal_guard_stops_an_emptied_config() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s.json"])),
+        0
+    );
+    env.write("base.yaml", "# everything removed by mistake\n");
+    let plan = env.roster(&["plan", "config"]);
+    assert_eq!(code(&plan), 1);
+    assert!(
+        stderr(&plan).contains("refusing to deactivate or delete 4 of 4 managed users (100%), more than max_removal_fraction 0.25"),
+        "{}",
+        stderr(&plan)
+    );
+    let apply = env.roster(&["apply", "config", "--yes"]);
+    assert_eq!(code(&apply), 1);
+    assert_eq!(env.state()["serial"], 1, "nothing applied");
+    let forced = env.roster(&["plan", "config", "--allow-mass-removal"]);
+    assert_eq!(code(&forced), 0, "{}", stderr(&forced));
+    assert!(
+        stdout(&forced).contains("4 to deactivate"),
+        "{}",
+        stdout(&forced)
+    );
+}
+
+#[test]
+fn renames_through_previous_names_update_the_same_user() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s.json"])),
+        0
+    );
+    let hash = hash_of(&env.state(), "qlearsite", "password").unwrap();
+    env.write(
+        "base.yaml",
+        &BASE
+            .replace(
+                "  qlearsite:\n    display_name",
+                "  qlearsite-survey:\n    previous_names: [qlearsite]\n    display_name",
+            )
+            .replace("user: qlearsite", "user: qlearsite-survey"),
+    );
+    let plan = env.roster(&["plan", "config"]);
+    let text = stdout(&plan);
+    assert!(
+        text.contains("~ user.qlearsite-survey (renamed from qlearsite)"),
+        "{text}"
+    );
+    assert!(!text.contains("deactivate"), "{text}");
+    let a = env.roster(&["apply", "config", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let state = env.state();
+    assert!(state["users"]["qlearsite"].is_null());
+    assert_eq!(
+        hash_of(&state, "qlearsite-survey", "password").as_deref(),
+        Some(hash.as_str()),
+        "secrets kept"
+    );
+    assert_eq!(
+        code(&env.roster(&["plan", "config", "--detailed-exitcode"])),
+        0
+    );
+}
+
+#[test]
+fn export_round_trips_and_history_records_applies() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    assert_eq!(
+        code(&env.roster(&["apply", "config", "--yes", "--secrets-out", "s.json"])),
+        0
+    );
+    let export = env.roster(&["export"]);
+    assert_eq!(code(&export), 0, "{}", stderr(&export));
+    let text = stdout(&export);
+    assert!(!text.contains("argon2"), "no hashes in exports");
+    fs::create_dir(env.path("exported")).unwrap();
+    fs::write(env.path("exported/all.yaml"), &text).unwrap();
+    let plan = env.roster(&["plan", "exported", "--detailed-exitcode"]);
+    assert_eq!(code(&plan), 0, "{}\n{}", stdout(&plan), stderr(&plan));
+
+    let history = env.roster(&["history", "--format", "json"]);
+    let v: Value = serde_json::from_str(&stdout(&history)).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["serial"], 1);
+    assert_eq!(v[0]["plan_digest"].as_str().unwrap().len(), 64);
+}
