@@ -62,6 +62,8 @@ fn examples_validate_against_the_committed_schema() {
         jsonschema::validator_for(&committed_schema()).expect("the committed schema compiles");
     let mut files = Vec::new();
     yaml_files(&root().join("examples"), &mut files);
+    // examples/ci holds CI templates, not roster configs (tests/tooling.rs checks them).
+    files.retain(|f| !f.starts_with(root().join("examples/ci")));
     assert!(
         files.len() >= 9,
         "expected the example files, found {files:?}"
