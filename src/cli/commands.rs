@@ -158,7 +158,7 @@ fn init(args: &InitArgs) -> anyhow::Result<Exit> {
     }
     writeln!(
         err,
-        "Next: roster validate {0}; roster plan {0}. See docs/ci.md for the CI setup.",
+        "Next: roster validate {0}; roster plan {0}. See the CI usage section of roster's README for the CI setup.",
         dir.join(crate::init::CONFIG_DIR).display()
     )?;
     Ok(Exit::Success)
