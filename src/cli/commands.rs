@@ -302,6 +302,19 @@ fn confirm() -> anyhow::Result<bool> {
 
 fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
     let store = open_store(&args.store)?;
+    let now = now_rfc3339();
+    let owner = LockOwner {
+        pid: std::process::id(),
+        host: host(),
+        since: now.clone(),
+    };
+    // Applying a config: plan under the lock, so that an apply that waited
+    // for another one plans against its result instead of failing as stale.
+    // A saved plan is applied exactly (and refused when stale).
+    let lock = match &args.plan {
+        Some(_) => None,
+        None => Some(store.lock(&owner, args.lock_timeout)?),
+    };
     let plan = match &args.plan {
         Some(path) => {
             let plan = read_plan(path)?;
@@ -355,12 +368,6 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Failure);
         }
     }
-    let now = now_rfc3339();
-    let owner = LockOwner {
-        pid: std::process::id(),
-        host: host(),
-        since: now.clone(),
-    };
     let audit = AuditEntry {
         serial: 0,
         at: now.clone(),
@@ -382,7 +389,13 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
         Some(s) => emit(s, secrets),
         None => Err("no destination for secrets".to_string()),
     };
-    let report = apply::apply(store.as_ref(), &plan, &options, &mut emitter)?;
+    let report = match &lock {
+        Some(lock) => {
+            apply::apply_locked(store.as_ref(), lock.as_ref(), &plan, &options, &mut emitter)?
+        }
+        None => apply::apply(store.as_ref(), &plan, &options, &mut emitter)?,
+    };
+    drop(lock);
     let mut err = std::io::stderr().lock();
     for o in &report.outcomes {
         match &o.error {
