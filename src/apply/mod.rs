@@ -114,23 +114,42 @@ pub fn apply(
     options: &ApplyOptions,
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_with_progress(store, plan, options, emit, &|_, _, _| {})
+}
+
+/// Progress callback: `(stage, done, total)`, stages `hashing secrets`,
+/// `committing` (0 of the steps, then all of them). Counts only, never values.
+pub type OnProgress<'a> = &'a dyn Fn(&'static str, usize, usize);
+
+/// Hash this many secrets per worker between two progress reports.
+const HASH_CHUNK_PER_WORKER: usize = 8;
+
+/// [`apply`], reporting progress to `on_progress` as it goes.
+pub fn apply_with_progress(
+    store: &dyn StateStore,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+) -> Result<ApplyReport, ApplyError> {
     let info = store.info();
     tracing::info!(store = %info.location, steps = plan.steps.len(), "taking the store lock");
     let lock = store.lock(&options.owner, options.lock_timeout)?;
-    let report = apply_locked(store, lock.as_ref(), plan, options, emit)?;
+    let report = apply_locked(store, lock.as_ref(), plan, options, emit, on_progress)?;
     drop(lock);
     Ok(report)
 }
 
-/// [`apply`] for a caller that already holds `store`'s lock (taken with
-/// [`StateStore::lock`]), e.g. one that planned under the lock so that no
-/// other apply could make its plan stale in between. The lock stays held.
+/// [`apply_with_progress`] for a caller that already holds `store`'s lock
+/// (taken with [`StateStore::lock`]), e.g. one that planned under the lock so
+/// that no other apply could make its plan stale in between. The lock stays held.
 pub fn apply_locked(
     store: &dyn StateStore,
     lock: &dyn StoreLock,
     plan: &Plan,
     options: &ApplyOptions,
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
 ) -> Result<ApplyReport, ApplyError> {
     let snapshot = store.read()?;
     tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
@@ -232,7 +251,18 @@ pub fn apply_locked(
     // Hash on all cores, then attach hashes (and plaintext for stores that set passwords themselves).
     let refs: Vec<&Secret> = pending.iter().map(|p| &p.secret).collect();
     tracing::info!(secrets = refs.len(), "generating and hashing secrets");
-    let hashes = secret::hash_all(&refs, &plan.secret_policy.argon2)?;
+    let chunk = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .saturating_mul(HASH_CHUNK_PER_WORKER);
+    let mut hashes = Vec::with_capacity(refs.len());
+    if !refs.is_empty() {
+        on_progress("hashing secrets", 0, refs.len());
+    }
+    for part in refs.chunks(chunk) {
+        hashes.extend(secret::hash_all(part, &plan.secret_policy.argon2)?);
+        on_progress("hashing secrets", hashes.len(), refs.len());
+    }
     for (p, hash) in pending.iter().zip(hashes) {
         if let Change::PutUser {
             record, secrets, ..
@@ -266,6 +296,8 @@ pub fn apply_locked(
         tracing::debug!(secrets = emitted.len(), "secrets written");
     }
     tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
+    let steps = changes.len();
+    on_progress("committing", 0, steps);
     let report = store.commit(
         lock,
         ChangeSet {
@@ -275,6 +307,7 @@ pub fn apply_locked(
             audit: options.audit.clone(),
         },
     )?;
+    on_progress("committing", steps, steps);
     tracing::info!(serial = report.version.serial, "committed");
     Ok(ApplyReport {
         version: report.version,
