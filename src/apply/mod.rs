@@ -2,7 +2,8 @@
 //!
 //! Order of events, which the guarantees rest on:
 //!
-//! 1. take the store's lock;
+//! 1. take the store's lock (or, with [`apply_locked`], the caller holds it,
+//!    having planned under it);
 //! 2. read the store and refuse a stale plan;
 //! 3. build the new records, generating the secrets the plan names and
 //!    hashing them (argon2id, on all cores);
@@ -23,7 +24,7 @@ use crate::plan::{Action, Plan, Step};
 use crate::secret::{self, EmittedSecret, Secret, SecretKind};
 use crate::store::{
     AuditEntry, Change, ChangeOutcome, ChangeSet, LockOwner, NewSecrets, Record, RecordMeta,
-    StateStore, StoreError, Version, spec_digest,
+    StateStore, StoreError, StoreLock, Version, spec_digest,
 };
 
 /// How to run an apply.
@@ -134,6 +135,22 @@ pub fn apply_with_progress(
     let info = store.info();
     tracing::info!(store = %info.location, steps = plan.steps.len(), "taking the store lock");
     let lock = store.lock(&options.owner, options.lock_timeout)?;
+    let report = apply_locked(store, lock.as_ref(), plan, options, emit, on_progress)?;
+    drop(lock);
+    Ok(report)
+}
+
+/// [`apply_with_progress`] for a caller that already holds `store`'s lock
+/// (taken with [`StateStore::lock`]), e.g. one that planned under the lock so
+/// that no other apply could make its plan stale in between. The lock stays held.
+pub fn apply_locked(
+    store: &dyn StateStore,
+    lock: &dyn StoreLock,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+) -> Result<ApplyReport, ApplyError> {
     let snapshot = store.read()?;
     tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
     let current = snapshot.version_or_new();
@@ -282,7 +299,7 @@ pub fn apply_with_progress(
     let steps = changes.len();
     on_progress("committing", 0, steps);
     let report = store.commit(
-        lock.as_ref(),
+        lock,
         ChangeSet {
             base: current,
             changes,
@@ -290,7 +307,6 @@ pub fn apply_with_progress(
             audit: options.audit.clone(),
         },
     )?;
-    drop(lock);
     on_progress("committing", steps, steps);
     tracing::info!(serial = report.version.serial, "committed");
     Ok(ApplyReport {

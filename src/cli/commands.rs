@@ -419,6 +419,19 @@ fn confirm() -> anyhow::Result<bool> {
 
 fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     let store = open_store(&args.store)?;
+    let now = now_rfc3339();
+    let owner = LockOwner {
+        pid: std::process::id(),
+        host: host(),
+        since: now.clone(),
+    };
+    // Applying a config: plan under the lock, so that an apply that waited
+    // for another one plans against its result instead of failing as stale.
+    // A saved plan is applied exactly (and refused when stale).
+    let lock = match &args.plan {
+        Some(_) => None,
+        None => Some(store.lock(&owner, args.lock_timeout)?),
+    };
     let plan = match &args.plan {
         Some(path) => {
             let plan = read_plan(path)?;
@@ -472,12 +485,6 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             return Ok(Exit::Failure);
         }
     }
-    let now = now_rfc3339();
-    let owner = LockOwner {
-        pid: std::process::id(),
-        host: host(),
-        since: now.clone(),
-    };
     let audit = AuditEntry {
         serial: 0,
         at: now.clone(),
@@ -506,8 +513,21 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     let reporter = crate::progress::Reporter::new(crate::progress::Mode::for_stderr(quiet));
     let on_progress =
         |stage: &'static str, done: usize, total: usize| reporter.update(stage, done, total);
-    let result =
-        apply::apply_with_progress(store.as_ref(), &plan, &options, &mut emitter, &on_progress);
+    let result = match &lock {
+        Some(lock) => apply::apply_locked(
+            store.as_ref(),
+            lock.as_ref(),
+            &plan,
+            &options,
+            &mut emitter,
+            &on_progress,
+        ),
+        None => {
+            apply::apply_with_progress(store.as_ref(), &plan, &options, &mut emitter, &on_progress)
+        }
+    };
+    // Released before recording a partial failure, which takes the lock again.
+    drop(lock);
     reporter.finish();
     let report = result?;
     if report.failed() > 0 {
