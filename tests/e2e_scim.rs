@@ -614,7 +614,7 @@ fn an_apply_killed_mid_way_leaves_its_lock_naming_it_and_a_rerun_converges() {
         "{}",
         show(&refused)
     );
-    // The operator removes the abandoned lock (docs/stores.md), then re-runs.
+    // The operator removes the abandoned lock (README, "Stores"), then re-runs.
     let lock = server_user(&server, "roster-lock");
     let (s, _) = direct(
         "DELETE",
