@@ -2,7 +2,8 @@
 //!
 //! Order of events, which the guarantees rest on:
 //!
-//! 1. take the store's lock;
+//! 1. take the store's lock (or, with [`apply_locked`], the caller holds it,
+//!    having planned under it);
 //! 2. read the store and refuse a stale plan;
 //! 3. build the new records, generating the secrets the plan names and
 //!    hashing them (argon2id, on all cores);
@@ -27,7 +28,7 @@ use crate::plan::{Action, Plan, Step};
 use crate::secret::{self, EmittedSecret, Secret, SecretKind};
 use crate::store::{
     AuditEntry, Change, ChangeOutcome, ChangeSet, LockOwner, NewSecrets, Record, RecordMeta,
-    StateStore, StoreError, Version, spec_digest,
+    StateStore, StoreError, StoreLock, Version, spec_digest,
 };
 
 /// How to run an apply.
@@ -134,9 +135,43 @@ pub fn apply(
     options: &ApplyOptions,
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_with_progress(store, plan, options, emit, &|_, _, _| {})
+}
+
+/// Progress callback: `(stage, done, total)`, stages `hashing secrets`,
+/// `committing` (0 of the steps, then all of them). Counts only, never values.
+pub type OnProgress<'a> = &'a dyn Fn(&'static str, usize, usize);
+
+/// Hash this many secrets per worker between two progress reports.
+const HASH_CHUNK_PER_WORKER: usize = 8;
+
+/// [`apply`], reporting progress to `on_progress` as it goes.
+pub fn apply_with_progress(
+    store: &dyn StateStore,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+) -> Result<ApplyReport, ApplyError> {
     let info = store.info();
     tracing::info!(store = %info.location, steps = plan.steps.len(), "taking the store lock");
     let lock = store.lock(&options.owner, options.lock_timeout)?;
+    let report = apply_locked(store, lock.as_ref(), plan, options, emit, on_progress)?;
+    drop(lock);
+    Ok(report)
+}
+
+/// [`apply_with_progress`] for a caller that already holds `store`'s lock
+/// (taken with [`StateStore::lock`]), e.g. one that planned under the lock so
+/// that no other apply could make its plan stale in between. The lock stays held.
+pub fn apply_locked(
+    store: &dyn StateStore,
+    lock: &dyn StoreLock,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+) -> Result<ApplyReport, ApplyError> {
     check_interrupted("after taking the lock")?;
     let snapshot = store.read()?;
     tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
@@ -238,7 +273,18 @@ pub fn apply(
     // Hash on all cores, then attach hashes (and plaintext for stores that set passwords themselves).
     let refs: Vec<&Secret> = pending.iter().map(|p| &p.secret).collect();
     tracing::info!(secrets = refs.len(), "generating and hashing secrets");
-    let hashes = secret::hash_all(&refs, &plan.secret_policy.argon2)?;
+    let chunk = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .saturating_mul(HASH_CHUNK_PER_WORKER);
+    let mut hashes = Vec::with_capacity(refs.len());
+    if !refs.is_empty() {
+        on_progress("hashing secrets", 0, refs.len());
+    }
+    for part in refs.chunks(chunk) {
+        hashes.extend(secret::hash_all(part, &plan.secret_policy.argon2)?);
+        on_progress("hashing secrets", hashes.len(), refs.len());
+    }
     for (p, hash) in pending.iter().zip(hashes) {
         if let Change::PutUser {
             record, secrets, ..
@@ -278,8 +324,10 @@ pub fn apply(
         "after writing the secrets (they never became valid), before the commit"
     })?;
     tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
+    let steps = changes.len();
+    on_progress("committing", 0, steps);
     let report = store.commit(
-        lock.as_ref(),
+        lock,
         ChangeSet {
             base: current,
             changes,
@@ -287,7 +335,7 @@ pub fn apply(
             audit: options.audit.clone(),
         },
     )?;
-    drop(lock);
+    on_progress("committing", steps, steps);
     tracing::info!(serial = report.version.serial, "committed");
     Ok(ApplyReport {
         version: report.version,

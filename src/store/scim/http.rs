@@ -257,6 +257,8 @@ impl Http {
         if_match: Option<&str>,
     ) -> Result<reqwest::blocking::Response, reqwest::Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // One line per request (method and path only: never a header or body).
+        tracing::debug!("SCIM request {method} {path}");
         let mut req = self
             .client
             .request(method.clone(), format!("{}{}", self.base, path))
