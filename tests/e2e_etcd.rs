@@ -12,6 +12,9 @@
 #[path = "common/etcd.rs"]
 mod etcd_harness;
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{code, copy_dir, show, stderr, stdout};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,19 +29,6 @@ const PROCESSES: usize = 20;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
 }
 
 fn roster_cmd(dir: &Path, url: &str, args: &[&str]) -> Command {
@@ -56,24 +46,6 @@ fn roster_cmd(dir: &Path, url: &str, args: &[&str]) -> Command {
 
 fn roster(dir: &Path, url: &str, args: &[&str]) -> Output {
     roster_cmd(dir, url, args).output().expect("run roster")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 fn read(url: &str) -> Snapshot {

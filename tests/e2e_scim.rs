@@ -11,6 +11,9 @@
 #[path = "common/scim.rs"]
 mod harness;
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{code, copy_dir, show, stderr, stdout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,19 +33,6 @@ fn with_extension() -> ServerConfig {
     ServerConfig {
         extension: true,
         ..ServerConfig::default()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy file");
-        }
     }
 }
 
@@ -84,24 +74,6 @@ impl Env {
     fn roster(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run roster")
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 /// `(user, kind) -> value` from a JSON secrets file.
