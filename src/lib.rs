@@ -14,4 +14,5 @@ pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod secret;
+pub mod signal;
 pub mod store;

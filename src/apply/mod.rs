@@ -11,6 +11,10 @@
 //!    them before it returns;
 //! 5. commit.
 //!
+//! SIGINT/SIGTERM (when the CLI installed [`crate::signal`]) are checked
+//! after step 1, before step 4 and before step 5; an interrupted apply
+//! returns [`ApplyError::Interrupted`] and drops the lock.
+//!
 //! If anything before the commit fails, nothing is committed: a crash can
 //! leave an emitted secret that never became valid, never a valid secret
 //! nobody received.
@@ -66,6 +70,23 @@ pub enum ApplyError {
     Emit(String),
     #[error("the plan is damaged: step {address}: {detail}")]
     BadPlan { address: String, detail: String },
+    #[error("interrupted by {signal} {stage}; the store was not changed and its lock was released")]
+    Interrupted {
+        signal: crate::signal::Signal,
+        /// Where the apply stopped, e.g. "before writing the secrets".
+        stage: &'static str,
+    },
+}
+
+/// Abort at a cancellation point when SIGINT/SIGTERM arrived (see [`crate::signal`]).
+fn check_interrupted(stage: &'static str) -> Result<(), ApplyError> {
+    match crate::signal::interrupted() {
+        Some(signal) => {
+            tracing::warn!(%signal, stage, "apply interrupted");
+            Err(ApplyError::Interrupted { signal, stage })
+        }
+        None => Ok(()),
+    }
 }
 
 fn spec_of<T: DeserializeOwned>(step: &Step) -> Result<T, ApplyError> {
@@ -151,6 +172,7 @@ pub fn apply_locked(
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
     on_progress: OnProgress<'_>,
 ) -> Result<ApplyReport, ApplyError> {
+    check_interrupted("after taking the lock")?;
     let snapshot = store.read()?;
     tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
     let current = snapshot.version_or_new();
@@ -292,9 +314,15 @@ pub fn apply_locked(
         })
         .collect();
     if !emitted.is_empty() {
+        check_interrupted("before writing the secrets")?;
         emit(&emitted).map_err(ApplyError::Emit)?;
         tracing::debug!(secrets = emitted.len(), "secrets written");
     }
+    check_interrupted(if emitted.is_empty() {
+        "before the commit"
+    } else {
+        "after writing the secrets (they never became valid), before the commit"
+    })?;
     tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
     let steps = changes.len();
     on_progress("committing", 0, steps);

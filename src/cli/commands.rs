@@ -34,7 +34,10 @@ pub fn run(cli: Cli) -> Exit {
         Err(e) if is_broken_pipe(&e) => Exit::Success,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            Exit::Failure
+            match e.downcast_ref::<apply::ApplyError>() {
+                Some(apply::ApplyError::Interrupted { signal, .. }) => Exit::Interrupted(*signal),
+                _ => Exit::Failure,
+            }
         }
     }
 }
@@ -510,6 +513,9 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         Some(s) => emit(s, secrets),
         None => Err("no destination for secrets".to_string()),
     };
+    // Only now (after the confirmation prompt): SIGINT/SIGTERM stop the apply
+    // at its next cancellation point instead of killing it mid-way.
+    crate::signal::install().context("installing the SIGINT/SIGTERM handler")?;
     let reporter = crate::progress::Reporter::new(crate::progress::Mode::for_stderr(quiet));
     let on_progress =
         |stage: &'static str, done: usize, total: usize| reporter.update(stage, done, total);

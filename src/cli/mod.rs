@@ -256,6 +256,8 @@ pub enum Exit {
     Failure,
     /// 2: `--detailed-exitcode` and the plan has changes.
     Changes,
+    /// 128 + N: an apply stopped cleanly on signal N (130 SIGINT, 143 SIGTERM).
+    Interrupted(crate::signal::Signal),
 }
 
 impl Exit {
@@ -264,6 +266,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Changes => 2,
+            Exit::Interrupted(signal) => signal.exit_code(),
         }
     }
 }

@@ -412,7 +412,8 @@ impl EtcdStore {
     }
 
     fn decode<T: DeserializeOwned>(&self, kv: &KeyValue) -> Result<T, StoreError> {
-        serde_json::from_slice(&kv.value).map_err(|e| self.corrupt(&kv.key, e))
+        serde_json::from_slice(&kv.value)
+            .map_err(|e| self.corrupt(&kv.key, super::redact_json_error(&e)))
     }
 
     fn parse_meta(&self, kv: &KeyValue) -> Result<Meta, StoreError> {

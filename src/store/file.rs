@@ -82,7 +82,7 @@ impl FileStore {
         };
         let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             what: format!("state file {}", self.path.display()),
-            detail: e.to_string(),
+            detail: super::redact_json_error(&e),
         })?;
         if state.format_version != FORMAT_VERSION {
             return Err(StoreError::Corrupt {

@@ -353,14 +353,16 @@ impl ScimStore {
                 #[serde(default)]
                 assignments: BTreeMap<String, Record<AssignmentSpec>>,
             }
-            let c: Catalog = serde_json::from_str(catalog)
-                .map_err(|e| corrupt(&what, format!("catalog: {e}")))?;
+            let c: Catalog = serde_json::from_str(catalog).map_err(|e| {
+                corrupt(&what, format!("catalog: {}", super::redact_json_error(&e)))
+            })?;
             state.roles = c.roles;
             state.assignments = c.assignments;
         }
         if let Some(h) = ext["history"].as_str() {
-            state.history =
-                serde_json::from_str(h).map_err(|e| corrupt(&what, format!("history: {e}")))?;
+            state.history = serde_json::from_str(h).map_err(|e| {
+                corrupt(&what, format!("history: {}", super::redact_json_error(&e)))
+            })?;
         }
         state.raw = Some(raw);
         Ok(state)
