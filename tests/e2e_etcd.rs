@@ -350,3 +350,57 @@ fn a_stale_saved_plan_is_refused_on_etcd() {
     assert_eq!(code(&ok), 0, "{}", show(&ok));
     assert!(read(&url).users[&extra_user(1)].spec.active);
 }
+
+/// etcd's current revision (raised by every write, even a lock taken and released).
+fn revision(etcd: &etcd_harness::Etcd) -> u64 {
+    let resp: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{}/v3/kv/range", etcd.base_url()))
+        .body(r#"{"key":"AA=="}"#)
+        .send()
+        .expect("range")
+        .json()
+        .expect("range JSON");
+    resp["header"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .expect("revision")
+}
+
+#[test]
+fn read_only_commands_never_write_to_etcd() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("etcd://{}/readonly", etcd.endpoint());
+    config_dir(dir.path(), "base", None);
+    let a = roster(dir.path(), &url, &["apply", "base", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    config_dir(dir.path(), "changed", Some(7));
+    let before = revision(&etcd);
+    for args in [
+        &["validate", "changed"][..],
+        &["plan", "changed"],
+        &["plan", "changed", "--format", "json", "--detailed-exitcode"],
+        &["plan", "changed", "--out", "p.json"],
+        &["show", "p.json"],
+        &["export"],
+        &["history"],
+    ] {
+        let out = roster(dir.path(), &url, args);
+        assert!(matches!(code(&out), 0 | 2), "{args:?}: {}", show(&out));
+        assert_eq!(
+            revision(&etcd),
+            before,
+            "`roster {}` wrote to etcd",
+            args.join(" ")
+        );
+    }
+    // A plan against a prefix that does not exist creates nothing.
+    let empty = format!("etcd://{}/never-written", etcd.endpoint());
+    let out = roster(dir.path(), &empty, &["plan", "base"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(revision(&etcd), before);
+    // The probe sees writes: an apply moves the revision.
+    let a = roster(dir.path(), &url, &["apply", "changed", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    assert!(revision(&etcd) > before);
+}

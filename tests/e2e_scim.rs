@@ -642,3 +642,67 @@ fn a_plan_over_two_thousand_users_pages_through_them() {
         "{requests:#?}"
     );
 }
+
+/// Everything the server holds, as it answers a full listing (with `meta`).
+fn server_contents(server: &ScimServer) -> Value {
+    let (s1, users) = direct(
+        "GET",
+        &format!("{}/Users?count=1000", server.http_base(None)),
+        None,
+    );
+    let (s2, groups) = direct(
+        "GET",
+        &format!("{}/Groups?count=1000", server.http_base(None)),
+        None,
+    );
+    assert_eq!((s1, s2), (200, 200));
+    json!({ "users": users, "groups": groups })
+}
+
+#[test]
+fn read_only_commands_never_write_to_the_scim_server() {
+    let server = ScimServer::start(with_extension());
+    let env = Env::new(server.url(None));
+    env.example("iris-hr");
+    let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s.json"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    let users = env.path("iris-hr/users.yaml");
+    let text = fs::read_to_string(&users).expect("read");
+    fs::write(
+        &users,
+        text.replace(
+            "credentials: {password: true}",
+            "credentials: {password: true, rotation: 3}",
+        ),
+    )
+    .expect("write");
+    let before = server_contents(&server);
+    for args in [
+        &["validate", "iris-hr"][..],
+        &["plan", "iris-hr"],
+        &[
+            "plan",
+            "iris-hr",
+            "--format",
+            "markdown",
+            "--detailed-exitcode",
+        ],
+        &["plan", "iris-hr", "--out", "p.json"],
+        &["show", "p.json"],
+        &["export"],
+        &["history"],
+    ] {
+        let out = env.roster(args);
+        assert!(matches!(code(&out), 0 | 2), "{args:?}: {}", show(&out));
+        assert_eq!(
+            server_contents(&server),
+            before,
+            "`roster {}` wrote to the server",
+            args.join(" ")
+        );
+    }
+    // The probe sees writes: an apply changes what the server holds.
+    let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s2.json"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    assert_ne!(server_contents(&server), before);
+}
