@@ -2,6 +2,9 @@
 //! on the embedded file store, run as a user would run them (the real binary,
 //! real files in a temporary directory).
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{code, stderr, stdout};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,16 +44,6 @@ impl Env {
         let text = fs::read_to_string(self.path(".roster/state.json")).expect("state file");
         serde_json::from_str(&text).expect("state is JSON")
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 const BASE: &str = r#"

@@ -12,6 +12,9 @@
 #[path = "common/etcd.rs"]
 mod etcd_harness;
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{code, copy_dir, show, stderr, stdout};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,19 +29,6 @@ const PROCESSES: usize = 20;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy file");
-        }
-    }
 }
 
 fn roster_cmd(dir: &Path, url: &str, args: &[&str]) -> Command {
@@ -56,24 +46,6 @@ fn roster_cmd(dir: &Path, url: &str, args: &[&str]) -> Command {
 
 fn roster(dir: &Path, url: &str, args: &[&str]) -> Output {
     roster_cmd(dir, url, args).output().expect("run roster")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 fn read(url: &str) -> Snapshot {
@@ -377,4 +349,58 @@ fn a_stale_saved_plan_is_refused_on_etcd() {
     let ok = roster(dir.path(), &url, &["apply", "--plan", "p2.json", "--yes"]);
     assert_eq!(code(&ok), 0, "{}", show(&ok));
     assert!(read(&url).users[&extra_user(1)].spec.active);
+}
+
+/// etcd's current revision (raised by every write, even a lock taken and released).
+fn revision(etcd: &etcd_harness::Etcd) -> u64 {
+    let resp: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{}/v3/kv/range", etcd.base_url()))
+        .body(r#"{"key":"AA=="}"#)
+        .send()
+        .expect("range")
+        .json()
+        .expect("range JSON");
+    resp["header"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .expect("revision")
+}
+
+#[test]
+fn read_only_commands_never_write_to_etcd() {
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("etcd://{}/readonly", etcd.endpoint());
+    config_dir(dir.path(), "base", None);
+    let a = roster(dir.path(), &url, &["apply", "base", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    config_dir(dir.path(), "changed", Some(7));
+    let before = revision(&etcd);
+    for args in [
+        &["validate", "changed"][..],
+        &["plan", "changed"],
+        &["plan", "changed", "--format", "json", "--detailed-exitcode"],
+        &["plan", "changed", "--out", "p.json"],
+        &["show", "p.json"],
+        &["export"],
+        &["history"],
+    ] {
+        let out = roster(dir.path(), &url, args);
+        assert!(matches!(code(&out), 0 | 2), "{args:?}: {}", show(&out));
+        assert_eq!(
+            revision(&etcd),
+            before,
+            "`roster {}` wrote to etcd",
+            args.join(" ")
+        );
+    }
+    // A plan against a prefix that does not exist creates nothing.
+    let empty = format!("etcd://{}/never-written", etcd.endpoint());
+    let out = roster(dir.path(), &empty, &["plan", "base"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_eq!(revision(&etcd), before);
+    // The probe sees writes: an apply moves the revision.
+    let a = roster(dir.path(), &url, &["apply", "changed", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    assert!(revision(&etcd) > before);
 }

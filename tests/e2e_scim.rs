@@ -11,6 +11,9 @@
 #[path = "common/scim.rs"]
 mod harness;
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{code, copy_dir, show, stderr, stdout};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,19 +33,6 @@ fn with_extension() -> ServerConfig {
     ServerConfig {
         extension: true,
         ..ServerConfig::default()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("create dir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("dir entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy file");
-        }
     }
 }
 
@@ -84,24 +74,6 @@ impl Env {
     fn roster(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run roster")
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn show(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        o.status.code(),
-        stdout(o),
-        stderr(o)
-    )
-}
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 /// `(user, kind) -> value` from a JSON secrets file.
@@ -669,4 +641,68 @@ fn a_plan_over_two_thousand_users_pages_through_them() {
         requests.iter().all(|r| r.starts_with("GET ")),
         "{requests:#?}"
     );
+}
+
+/// Everything the server holds, as it answers a full listing (with `meta`).
+fn server_contents(server: &ScimServer) -> Value {
+    let (s1, users) = direct(
+        "GET",
+        &format!("{}/Users?count=1000", server.http_base(None)),
+        None,
+    );
+    let (s2, groups) = direct(
+        "GET",
+        &format!("{}/Groups?count=1000", server.http_base(None)),
+        None,
+    );
+    assert_eq!((s1, s2), (200, 200));
+    json!({ "users": users, "groups": groups })
+}
+
+#[test]
+fn read_only_commands_never_write_to_the_scim_server() {
+    let server = ScimServer::start(with_extension());
+    let env = Env::new(server.url(None));
+    env.example("iris-hr");
+    let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s.json"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    let users = env.path("iris-hr/users.yaml");
+    let text = fs::read_to_string(&users).expect("read");
+    fs::write(
+        &users,
+        text.replace(
+            "credentials: {password: true}",
+            "credentials: {password: true, rotation: 3}",
+        ),
+    )
+    .expect("write");
+    let before = server_contents(&server);
+    for args in [
+        &["validate", "iris-hr"][..],
+        &["plan", "iris-hr"],
+        &[
+            "plan",
+            "iris-hr",
+            "--format",
+            "markdown",
+            "--detailed-exitcode",
+        ],
+        &["plan", "iris-hr", "--out", "p.json"],
+        &["show", "p.json"],
+        &["export"],
+        &["history"],
+    ] {
+        let out = env.roster(args);
+        assert!(matches!(code(&out), 0 | 2), "{args:?}: {}", show(&out));
+        assert_eq!(
+            server_contents(&server),
+            before,
+            "`roster {}` wrote to the server",
+            args.join(" ")
+        );
+    }
+    // The probe sees writes: an apply changes what the server holds.
+    let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s2.json"]);
+    assert_eq!(code(&a), 0, "{}", show(&a));
+    assert_ne!(server_contents(&server), before);
 }

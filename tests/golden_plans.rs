@@ -9,37 +9,16 @@
 //! rewrite the golden files, then review the diff.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{copy_example, roster};
+
 const EXAMPLES: [&str; 3] = ["avanti", "iris-hr", "avaamo"];
 const FORMATS: [(&str, &str); 3] = [("text", "txt"), ("markdown", "md"), ("json", "json")];
-
-fn roster(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("ROSTER_STORE")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run roster")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// The plan output with the store's random lineage replaced.
 fn normalized(out: &[u8], lineage: Option<&str>) -> String {
@@ -114,10 +93,7 @@ fn example_plans_match_their_golden_files() {
     let mut mismatches = Vec::new();
     for example in EXAMPLES {
         let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(example);
-        copy_dir(&src, &dir.path().join("config"));
+        copy_example(example, &dir.path().join("config"));
         for (format, ext) in FORMATS {
             let out = roster(dir.path(), &["plan", "config", "--format", format]);
             assert!(

@@ -7,21 +7,20 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
+
+#[path = "common/cli.rs"]
+mod cli;
 
 struct Run {
     out: String,
 }
 
 fn roster(dir: &Path, args: &[&str]) -> (bool, Run) {
-    let o = Command::new(env!("CARGO_BIN_EXE_roster"))
+    let o = cli::roster_command(dir)
         .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
         .env("RUST_LOG", "trace")
-        .env_remove("ROSTER_STORE")
         .output()
         .expect("run roster");
     let out = format!(
@@ -30,19 +29,6 @@ fn roster(dir: &Path, args: &[&str]) -> (bool, Run) {
         String::from_utf8_lossy(&o.stderr)
     );
     (o.status.success(), Run { out })
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn secret_values(path: &Path) -> Vec<String> {
@@ -96,12 +82,7 @@ fn no_secret_or_hash_leaks_through_a_full_lifecycle() {
     for example in ["avanti", "iris-hr", "avaamo"] {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("examples")
-                .join(example),
-            &d.join("config"),
-        );
+        cli::copy_example(example, &d.join("config"));
         let mut outputs: Vec<(String, String)> = Vec::new();
         let mut run = |args: &[&str], expect_ok: bool| {
             let (ok, r) = roster(d, args);

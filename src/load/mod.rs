@@ -168,7 +168,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
     let mut ctx = Ctx::default();
     let files = collect_files(paths, &mut ctx);
     let mut hasher = Sha256::new();
-    let mut values = Vec::with_capacity(files.len());
+    let mut raw = Raw::default();
     for (name, path) in files {
         let Some(text) = read_text(&name, &path, &mut ctx) else {
             continue;
@@ -185,7 +185,12 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
             spans: OnceCell::new(),
         });
         match parsed {
-            Ok(v) => values.push((idx, v)),
+            // Check and take each file's entries before reading the next, so
+            // that only one file's JSON is held at a time (peak memory).
+            Ok(value) => {
+                let bad = schema::validate(&value, idx, &mut ctx);
+                collect_entries(idx, value, &bad, &mut raw, &mut ctx);
+            }
             Err(e) => {
                 let name = ctx.sources[idx].name.clone();
                 ctx.unlocated.push(Diagnostic {
@@ -199,11 +204,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
                 });
             }
         }
-    }
-    let mut raw = Raw::default();
-    for (idx, value) in values {
-        let bad = schema::validate(&value, idx, &mut ctx);
-        collect_entries(idx, value, &bad, &mut raw, &mut ctx);
     }
     let desired = check_and_resolve(raw, &mut ctx, hex::encode(hasher.finalize()));
     let diags = ctx.finish();

@@ -160,6 +160,12 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
             .filter(|(_, r)| r.managed)
             .map(|(n, _)| n.as_str()),
     );
+    // When roles, groups and assignments are the same on both sides, a user
+    // whose own access fields are unchanged has unchanged effective access:
+    // skip building it (the common case of a plan with few changes).
+    let same_world = same_specs(&desired.roles, &actual.roles)
+        && same_specs(&desired.groups, &actual.groups)
+        && same_specs(&desired.assignments, &actual.assignments);
     let mut out = Vec::new();
     for name in names {
         let stored_name = if actual.users.contains_key(name) {
@@ -169,6 +175,13 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
         };
         if desired.renames.contains_key(name) && !desired.users.contains_key(name) {
             continue; // the old name of a renamed user: shown under the new name
+        }
+        if same_world
+            && stored_name == name
+            && let (Some(d), Some(r)) = (desired.users.get(name), actual.users.get(name))
+            && same_access_fields(d, &r.spec)
+        {
+            continue;
         }
         let b = before.effective(stored_name, actual.users.get(stored_name).map(|r| &r.spec));
         let a = after.effective(name, desired.users.get(name));
@@ -217,4 +230,24 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
         }
     }
     out
+}
+
+/// Whether `desired` and the specs of `actual` hold the same names and values.
+fn same_specs<T: PartialEq>(
+    desired: &BTreeMap<String, T>,
+    actual: &BTreeMap<String, crate::store::Record<T>>,
+) -> bool {
+    desired.len() == actual.len()
+        && desired
+            .iter()
+            .zip(actual)
+            .all(|((dn, d), (an, a))| dn == an && *d == a.spec)
+}
+
+/// Whether the fields [`World::effective`] reads from a user are equal.
+fn same_access_fields(a: &UserSpec, b: &UserSpec) -> bool {
+    a.active == b.active
+        && a.roles == b.roles
+        && a.groups == b.groups
+        && a.set_rights == b.set_rights
 }

@@ -408,7 +408,12 @@ impl Builder<'_> {
             } else {
                 from.map(str::to_string)
             };
-            let mut changes = diff_fields(Some(was), Some(spec));
+            // Most users are unchanged: compare the specs before serializing them.
+            let mut changes = if was == spec {
+                Vec::new()
+            } else {
+                diff_fields(Some(was), Some(spec))
+            };
             if let Some(old) = &renamed_from {
                 changes.insert(
                     0,

@@ -130,13 +130,23 @@ struct ScimLock<'a> {
 impl StoreLock for ScimLock<'_> {}
 
 impl Drop for ScimLock<'_> {
+    /// Release the lock. DELETE is idempotent, so any failure (a 5xx, a
+    /// connection dropped mid-response) is retried a few times: a lock left
+    /// behind would refuse every apply until its TTL. 404 means released.
     fn drop(&mut self) {
         let path = format!("/Users/{}", self.id);
-        if let Err(e) = self.store.http.send("DELETE", &path, None, None)
-            && e.status != Some(404)
-        {
+        let mut last = None;
+        for attempt in 0..5u32 {
+            match self.store.http.send("DELETE", &path, None, None) {
+                Ok(_) => return,
+                Err(e) if e.status == Some(404) => return,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+        }
+        if let Some(e) = last {
             tracing::warn!(
-                "could not release the SCIM lock {}: {e}",
+                "could not release the SCIM lock {}: {e}; delete the user `{LOCK_USER}` to release it",
                 self.store.location
             );
         }

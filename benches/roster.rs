@@ -1,0 +1,869 @@
+//! roster's benchmarks (issue 7): each figure printed with the ratio it is
+//! judged by, every ratio taken within one run (absolute times drift on a
+//! shared machine).
+//!
+//! `cargo bench --bench roster [-- SECTION...]`, sections `parse` (parse
+//! floor, validate, plan at 1k/10k/100k users on the file store, peak RSS),
+//! `hash` (apply of 1,000 users with secrets vs cores x single-core argon2),
+//! `scim` (plan requests, apply of 2,000 creates vs a plain load loop, against
+//! a real scim2-server) and `etcd` (plan and apply of 10,000 users against a
+//! real etcd). Default: all. `ROSTER_BENCH_SCALE=quick` runs small sizes.
+//!
+//! Validate/plan/apply on the file store run the real `roster` binary under
+//! `/usr/bin/time` so every figure has its own process and its own peak RSS.
+//! SCIM and etcd run in-process (the library) to count HTTP requests.
+//! Servers started here listen on 127.0.0.1 only and are stopped by pid on
+//! drop. Must not: print a secret or a hash (generated secrets go to files in
+//! a temporary directory and are only counted), or assert on timings.
+
+#[path = "../examples/gen.rs"]
+#[allow(dead_code)]
+mod generator;
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use generator::{GenOptions, GenReport, generate};
+use roster::apply::{ApplyOptions, apply};
+use roster::model::{Argon2Params, PasswordPolicy};
+use roster::plan::{PlanOptions, plan, render};
+use roster::secret::{Secret, generate_password, hash_secret};
+use roster::store::scim::http::HttpOptions;
+use roster::store::scim::{ScimOptions, ScimStore, lock_owner_now};
+use roster::store::{OpenOptions, StateStore};
+use serde_json::{Value, json};
+
+type Res<T> = Result<T, String>;
+
+struct Scale {
+    sizes: Vec<usize>,
+    hash_users: usize,
+    single_hashes: usize,
+    scim_managed: usize,
+    scim_creates: usize,
+    etcd_users: usize,
+}
+
+fn scale() -> Scale {
+    match std::env::var("ROSTER_BENCH_SCALE").as_deref() {
+        Ok("quick") => Scale {
+            sizes: vec![1_000, 10_000],
+            hash_users: 100,
+            single_hashes: 8,
+            scim_managed: 1_000,
+            scim_creates: 300,
+            etcd_users: 1_000,
+        },
+        _ => Scale {
+            sizes: vec![1_000, 10_000, 100_000],
+            hash_users: 1_000,
+            single_hashes: 32,
+            scim_managed: 10_000,
+            scim_creates: 2_000,
+            etcd_users: 10_000,
+        },
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn gen_config(dir: &Path, users: usize, changed: u32, credentials: bool) -> Res<GenReport> {
+    generate(
+        dir,
+        &GenOptions {
+            users,
+            seed: 7,
+            users_per_file: 1000,
+            changed_percent: changed,
+            credentials,
+        },
+    )
+}
+
+/// One run of the real binary: wall time, peak RSS, exit code, output.
+struct Run {
+    secs: f64,
+    /// User + system CPU seconds.
+    cpu_secs: f64,
+    max_rss_kib: u64,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn roster_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_roster")
+}
+
+/// Run `roster ARGS` under `/usr/bin/time` (its own process, its own VmHWM).
+fn run_roster(work: &Path, args: &[&str]) -> Res<Run> {
+    let time_out = work.join("time.out");
+    let out_path = work.join("stdout.txt");
+    let err_path = work.join("stderr.txt");
+    let out = fs::File::create(&out_path).map_err(|e| e.to_string())?;
+    let err = fs::File::create(&err_path).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M %U %S")
+        .arg("-o")
+        .arg(&time_out)
+        .arg(roster_bin())
+        .args(args)
+        .current_dir(work)
+        .env("NO_COLOR", "1")
+        .env_remove("ROSTER_STORE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(|e| format!("running /usr/bin/time roster: {e}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    let rss_text = fs::read_to_string(&time_out).map_err(|e| format!("time output: {e}"))?;
+    // The last line is ours ("Command exited with non-zero status" may precede it).
+    let fields: Vec<f64> = rss_text
+        .lines()
+        .next_back()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|f| f.parse::<f64>().ok())
+        .collect();
+    let [rss, user, sys] = fields[..] else {
+        return Err(format!("unexpected /usr/bin/time output {rss_text:?}"));
+    };
+    let max_rss_kib = rss as u64;
+    let cpu_secs = user + sys;
+    Ok(Run {
+        secs,
+        cpu_secs,
+        max_rss_kib,
+        code: status.code().unwrap_or(-1),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    })
+}
+
+/// The fastest of `n` runs (each must exit with one of `codes`).
+fn best_of(n: usize, work: &Path, args: &[&str], codes: &[i32]) -> Res<Run> {
+    let mut best: Option<Run> = None;
+    for _ in 0..n {
+        let r = run_roster(work, args)?;
+        if !codes.contains(&r.code) {
+            let tail: String = r.stderr.chars().take(2000).collect();
+            return Err(format!("roster {args:?} exited {}: {tail}", r.code));
+        }
+        if best.as_ref().is_none_or(|b| r.secs < b.secs) {
+            best = Some(r);
+        }
+    }
+    best.ok_or_else(|| "no runs".into())
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(entries) = fs::read_dir(&d) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The parse floor: read the same files and parse them with serde-saphyr into
+/// `serde_json::Value` (the loader's own first step, same options). Best of `n`.
+fn parse_floor(dir: &Path, n: usize) -> Res<f64> {
+    let files = yaml_files(dir);
+    let mut best = f64::MAX;
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut keys = 0usize;
+        for f in &files {
+            let text = fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let v = roster::load::yaml::parse(&text)
+                .map_err(|e| format!("{}: {}", f.display(), e.message))?;
+            keys += v.as_object().map_or(0, |o| o.len());
+        }
+        std::hint::black_box(keys);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+/// The same parse with serde-saphyr's default options (no budget), for reference.
+fn parse_floor_default_options(dir: &Path) -> Res<f64> {
+    let files = yaml_files(dir);
+    let start = Instant::now();
+    for f in &files {
+        let text = fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let v: Value =
+            serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", f.display()))?;
+        std::hint::black_box(v);
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// In-process breakdown of a no-change plan: load, store read, plan, render.
+fn breakdown(config: &Path, state: &Path) -> Res<String> {
+    let t = Instant::now();
+    let desired = roster::load::load(&[config.to_path_buf()])
+        .map_err(|d| format!("load failed: {} diagnostics", d.items.len()))?;
+    let load_s = t.elapsed().as_secs_f64();
+    let store = roster::store::file::FileStore::new(state);
+    let t = Instant::now();
+    let snap = store.read().map_err(|e| e.to_string())?;
+    let read_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let p = plan(&desired, &snap, PlanOptions::default()).map_err(|e| e.to_string())?;
+    let plan_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let text = render::text(&p, false);
+    let render_s = t.elapsed().as_secs_f64();
+    std::hint::black_box(text);
+    Ok(format!(
+        "load {load_s:.3} s, store read {read_s:.3} s, plan {plan_s:.3} s, render {render_s:.3} s"
+    ))
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    yaml_files(dir)
+        .iter()
+        .filter_map(|f| fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn section_parse(s: &Scale, root: &Path) -> Res<()> {
+    println!("== 1+2. parse floor, validate, plan on the file store ==");
+    let mut plan_per_user = Vec::new();
+    for &n in &s.sizes {
+        let work = root.join(format!("file-{n}"));
+        let config = work.join("config");
+        let changed = work.join("changed");
+        fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let r = gen_config(&config, n, 0, false)?;
+        gen_config(&changed, n, 1, false)?;
+        let bytes = dir_bytes(&config);
+        let runs = if n >= 100_000 { 2 } else { 3 };
+        println!(
+            "-- {n} users: {} files, {:.1} MiB, {} groups, {} roles, {} role assignments",
+            r.files,
+            bytes as f64 / 1048576.0,
+            r.groups,
+            r.roles,
+            r.assignments
+        );
+        let floor = parse_floor(&config, runs)?;
+        let floor_default = parse_floor_default_options(&config)?;
+        println!(
+            "parse floor (serde-saphyr -> serde_json::Value, loader options): {floor:.3} s (default options: {floor_default:.3} s)"
+        );
+        let validate = best_of(runs, &work, &["validate", "config"], &[0])?;
+        println!(
+            "validate: {:.3} s = {:.2} x floor, peak RSS {:.1} MiB = {:.2} x input",
+            validate.secs,
+            validate.secs / floor,
+            validate.max_rss_kib as f64 / 1024.0,
+            validate.max_rss_kib as f64 * 1024.0 / bytes as f64
+        );
+        let state = "file:state.json";
+        let _ = fs::remove_file(work.join("state.json"));
+        let applied = run_roster(&work, &["apply", "config", "--store", state, "--yes"])?;
+        if applied.code != 0 {
+            return Err(format!("apply of {n} users failed: {}", applied.stderr));
+        }
+        println!(
+            "apply (create {n} users, no secrets): {:.3} s, peak RSS {:.1} MiB",
+            applied.secs,
+            applied.max_rss_kib as f64 / 1024.0
+        );
+        let args = ["plan", "config", "--store", state, "--detailed-exitcode"];
+        let same = best_of(runs, &work, &args, &[0])?;
+        if !same.stdout.contains("No changes") {
+            return Err(format!(
+                "plan after apply is not empty: {}",
+                same.stdout.chars().take(500).collect::<String>()
+            ));
+        }
+        let ratio = same.secs / floor;
+        let rss_ratio = same.max_rss_kib as f64 * 1024.0 / bytes as f64;
+        println!(
+            "plan, no changes: {:.3} s = {ratio:.2} x floor (target <= 1.3 at 100k: {}), peak RSS {:.1} MiB = {rss_ratio:.2} x input (target <= 3: {})",
+            same.secs,
+            verdict(ratio <= 1.3),
+            same.max_rss_kib as f64 / 1024.0,
+            verdict(rss_ratio <= 3.0)
+        );
+        let args = ["plan", "changed", "--store", state, "--detailed-exitcode"];
+        let one = best_of(runs, &work, &args, &[2])?;
+        let summary = one.stdout.lines().rev().find(|l| l.starts_with("Plan:"));
+        println!(
+            "plan, 1% changed: {:.3} s = {:.2} x floor, peak RSS {:.1} MiB = {:.2} x input; {}",
+            one.secs,
+            one.secs / floor,
+            one.max_rss_kib as f64 / 1024.0,
+            one.max_rss_kib as f64 * 1024.0 / bytes as f64,
+            summary.unwrap_or("(no summary line)")
+        );
+        println!(
+            "in-process breakdown (no changes): {}",
+            breakdown(&config, &work.join("state.json"))?
+        );
+        plan_per_user.push((n, same.secs, one.secs));
+        // The 100k state is ~100 MB; keep the disk tidy.
+        let _ = fs::remove_file(work.join("state.json"));
+    }
+    if plan_per_user.len() >= 2 {
+        println!("-- growth (time per 1k users; linear growth keeps it flat or falling):");
+        for (n, same, one) in &plan_per_user {
+            println!(
+                "   {n:>7} users: plan no changes {:.4} s/1k, plan 1% changed {:.4} s/1k",
+                same / (*n as f64 / 1000.0),
+                one / (*n as f64 / 1000.0)
+            );
+        }
+        let (n0, s0, _) = plan_per_user[plan_per_user.len() - 2];
+        let (n1, s1, _) = plan_per_user[plan_per_user.len() - 1];
+        let growth = (s1 / s0) / (n1 as f64 / n0 as f64);
+        println!(
+            "   {n0} -> {n1}: time grew {:.1}x for {:.0}x users (per-user ratio {growth:.2}; no quadratic step if <= 1.5: {})",
+            s1 / s0,
+            n1 as f64 / n0 as f64,
+            verdict(growth <= 1.5)
+        );
+    }
+    Ok(())
+}
+
+fn section_hash(s: &Scale, root: &Path) -> Res<()> {
+    println!(
+        "== 3. apply creating {} users with secrets ==",
+        s.hash_users
+    );
+    let params = Argon2Params::default();
+    let secrets: Vec<Secret> = (0..s.single_hashes)
+        .map(|_| generate_password(&PasswordPolicy::default()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    hash_secret(&secrets[0], &params).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    for secret in &secrets {
+        hash_secret(secret, &params).map_err(|e| e.to_string())?;
+    }
+    let single = s.single_hashes as f64 / t.elapsed().as_secs_f64();
+
+    let refs: Vec<&Secret> = secrets.iter().collect();
+    let t = Instant::now();
+    roster::secret::hash_all(&refs, &params).map_err(|e| e.to_string())?;
+    let hash_all_rate = refs.len() as f64 / t.elapsed().as_secs_f64();
+
+    let work = root.join("hash");
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let r = gen_config(&work.join("config"), s.hash_users, 0, true)?;
+    let hashes = r.passwords + r.tokens;
+    let applied = run_roster(
+        &work,
+        &[
+            "apply",
+            "config",
+            "--store",
+            "file:state.json",
+            "--yes",
+            "--secrets-out",
+            "secrets.json",
+        ],
+    )?;
+    if applied.code != 0 {
+        return Err(format!("apply with secrets failed: {}", applied.stderr));
+    }
+    let _ = fs::remove_file(work.join("secrets.json"));
+    let rate = hashes as f64 / applied.secs;
+    let c = cores();
+    let ratio = rate / (c as f64 * single);
+    println!(
+        "single-core argon2id (m={} KiB, t={}): {single:.1} hashes/s ({} hashes)",
+        params.memory_kib, params.iterations, s.single_hashes
+    );
+    println!(
+        "apply: {} users, {} secrets ({} passwords, {} tokens) in {:.2} s = {rate:.1} hashes/s (whole apply: load, plan, hash, commit)",
+        s.hash_users, hashes, r.passwords, r.tokens, applied.secs
+    );
+    println!(
+        "ratio apply rate / (cores {c} x single) = {ratio:.3} (target >= 0.9: {})",
+        verdict(ratio >= 0.9)
+    );
+    println!(
+        "controls: library hash_all on {c} threads {hash_all_rate:.1} hashes/s = {:.3} x (cores x single); the apply process used {:.2} CPU-seconds per wall second (of {c} cores)",
+        hash_all_rate / (c as f64 * single),
+        applied.cpu_secs / applied.secs
+    );
+    Ok(())
+}
+
+// ---- SCIM ----------------------------------------------------------------
+
+const SCIM_TOKEN: &str = "roster-bench-token-77c1";
+const SCIM_VERSION: &str = "0.8.3";
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> Res<u16> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A child process stopped by pid on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The venv python with scim2-server (the same venv the tests use).
+fn scim_python() -> Res<PathBuf> {
+    let venv = manifest().join("target/scim-venv");
+    let py = venv.join("bin/python");
+    let ok = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import scim2_server.testserver.cli"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if py.exists() && ok(&py) {
+        return Ok(py);
+    }
+    if !py.exists() {
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .map_err(|e| format!("python3 -m venv: {e}"))?;
+        if !st.success() {
+            return Err("python3 -m venv failed".into());
+        }
+    }
+    let st = Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", &format!("scim2-server=={SCIM_VERSION}")])
+        .status()
+        .map_err(|e| format!("pip: {e}"))?;
+    if !st.success() {
+        return Err(format!("pip install scim2-server=={SCIM_VERSION} failed"));
+    }
+    Ok(py)
+}
+
+struct Scim {
+    _child: Guard,
+    port: u16,
+}
+
+impl Scim {
+    fn start() -> Res<Scim> {
+        let py = scim_python()?;
+        let port = free_port()?;
+        let child = Command::new(py)
+            .args([
+                "-c",
+                "import sys; from scim2_server.testserver.cli import main; sys.argv[0] = 'scim2-server'; main()",
+            ])
+            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bearer-token", SCIM_TOKEN])
+            .arg("--schema")
+            .arg(manifest().join("schemas/scim/roster-schemas.json"))
+            .arg("--resource-type")
+            .arg(manifest().join("schemas/scim/roster-resource-types.json"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting scim2-server: {e}"))?;
+        let mut child = Guard(child);
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let url = format!("http://127.0.0.1:{port}/v2/ServiceProviderConfig");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for _ in 0..600 {
+            if let Ok(Some(st)) = child.0.try_wait() {
+                return Err(format!("scim2-server exited early: {st}"));
+            }
+            let up = client
+                .get(&url)
+                .bearer_auth(SCIM_TOKEN)
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return Ok(Scim {
+                    _child: child,
+                    port,
+                });
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("scim2-server did not answer on port {port}"))
+    }
+
+    fn store(&self, http: HttpOptions) -> Res<ScimStore> {
+        ScimStore::with_token(
+            &format!("scim+http://127.0.0.1:{}/v2", self.port),
+            &OpenOptions::default(),
+            Secret::new(SCIM_TOKEN.to_string()),
+            ScimOptions {
+                http,
+                ..ScimOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// load + read + plan + apply in-process; returns (plan secs, apply secs, changes).
+fn plan_and_apply(store: &dyn StateStore, config: &Path) -> Res<(f64, f64, usize)> {
+    let t = Instant::now();
+    let desired = roster::load::load(&[config.to_path_buf()])
+        .map_err(|d| format!("load failed: {} diagnostics", d.items.len()))?;
+    let snap = store.read().map_err(|e| e.to_string())?;
+    let p = plan(&desired, &snap, PlanOptions::default()).map_err(|e| e.to_string())?;
+    let plan_s = t.elapsed().as_secs_f64();
+    let changes = p.summary.changes();
+    let t = Instant::now();
+    let options = ApplyOptions {
+        owner: lock_owner_now(),
+        lock_timeout: Duration::from_secs(30),
+        now: "2026-01-01T00:00:00Z".into(),
+        audit: None,
+    };
+    let mut emit = |s: &[roster::secret::EmittedSecret]| {
+        if s.is_empty() {
+            Ok(())
+        } else {
+            Err("the benchmark configs generate no secrets".to_string())
+        }
+    };
+    let report = apply(store, &p, &options, &mut emit).map_err(|e| e.to_string())?;
+    if report.failed() > 0 {
+        return Err(format!("{} steps failed", report.failed()));
+    }
+    Ok((plan_s, t.elapsed().as_secs_f64(), changes))
+}
+
+/// A plain load loop: `count` POST /Users over `threads` threads, bodies like roster's.
+fn scim_load_loop(scim: &Scim, count: usize, threads: usize) -> Res<f64> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://127.0.0.1:{}/v2/Users", scim.port);
+    let start = Instant::now();
+    let results: Vec<Res<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let client = &client;
+                let url = &url;
+                s.spawn(move || -> Res<()> {
+                    for i in (t..count).step_by(threads) {
+                        let name = format!("load-{i:06}");
+                        let body = json!({
+                            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                                        "urn:ietf:params:scim:schemas:extension:roster:2.0:User"],
+                            "userName": name,
+                            "externalId": format!("roster:user:{name}"),
+                            "displayName": format!("Load integration {i}"),
+                            "emails": [{"value": format!("{name}@load.example"), "type": "work", "primary": true}],
+                            "active": true,
+                            "roles": [{"value": "role-0001"}, {"value": "role-0002"}],
+                            "entitlements": [{"value": "personal:read"}, {"value": "payroll:write"}],
+                            "urn:ietf:params:scim:schemas:extension:roster:2.0:User": {
+                                "class": "regular", "authentication": "local",
+                                "memberOf": ["grp-00001"], "passwordEnabled": false,
+                                "tokenEnabled": false, "rotation": 0, "protected": false
+                            }
+                        });
+                        let r = client
+                            .post(url)
+                            .bearer_auth(SCIM_TOKEN)
+                            .header("content-type", "application/scim+json")
+                            .body(body.to_string())
+                            .send()
+                            .map_err(|e| format!("POST: {e}"))?;
+                        if !r.status().is_success() {
+                            return Err(format!(
+                                "POST {name}: {} {}",
+                                r.status(),
+                                r.text().unwrap_or_default().chars().take(300).collect::<String>()
+                            ));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("load thread panicked".into()))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn section_scim(s: &Scale, root: &Path) -> Res<()> {
+    println!("== 4. SCIM (scim2-server {SCIM_VERSION} on 127.0.0.1) ==");
+    let work = root.join("scim");
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+
+    // Requests made by a plan over N managed users.
+    let n = s.scim_managed;
+    let config = work.join(format!("config-{n}"));
+    gen_config(&config, n, 0, false)?;
+    let server = Scim::start()?;
+    let store = server.store(HttpOptions::default())?;
+    let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
+    println!(
+        "apply of {n} users with /Bulk (setup): {changes} changes in {apply_s:.1} s, {} requests",
+        store.requests_sent()
+    );
+    let fresh = server.store(HttpOptions::default())?;
+    let t = Instant::now();
+    let desired = roster::load::load(std::slice::from_ref(&config))
+        .map_err(|d| format!("load failed: {} diagnostics", d.items.len()))?;
+    let snap = fresh.read().map_err(|e| e.to_string())?;
+    let p = plan(&desired, &snap, PlanOptions::default()).map_err(|e| e.to_string())?;
+    let plan_s = t.elapsed().as_secs_f64();
+    if p.has_changes() {
+        return Err(format!(
+            "plan after the SCIM apply has {} steps",
+            p.steps.len()
+        ));
+    }
+    let page = ScimOptions::default().page_size;
+    let requests = fresh.requests_sent();
+    let target = n.div_ceil(page) as u64 + 2;
+    println!(
+        "plan over {n} managed users: {requests} requests (target ceil(N/{page}) + 2 = {target}: {}), {plan_s:.2} s",
+        verdict(requests <= target)
+    );
+    drop(server);
+
+    // 2,000 creates: roster apply vs a plain load loop, same concurrency, fresh servers.
+    let m = s.scim_creates;
+    let config = work.join(format!("config-{m}"));
+    gen_config(&config, m, 0, false)?;
+    let concurrency = HttpOptions::default().concurrency;
+    let server = Scim::start()?;
+    let loop_s = scim_load_loop(&server, m, concurrency)?;
+    drop(server);
+    let loop_rate = m as f64 / loop_s;
+    println!(
+        "plain load loop: {m} POST /Users on {concurrency} threads in {loop_s:.2} s = {loop_rate:.0} creates/s"
+    );
+    let server = Scim::start()?;
+    let store = server.store(HttpOptions {
+        use_bulk: false,
+        ..HttpOptions::default()
+    })?;
+    let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
+    let rate = m as f64 / apply_s;
+    println!(
+        "roster apply, single requests, concurrency {concurrency}: {changes} changes ({m} users) in {apply_s:.2} s, {} requests = {rate:.0} users/s; ratio to the load loop {:.2} (target >= 0.8: {})",
+        store.requests_sent(),
+        rate / loop_rate,
+        verdict(rate / loop_rate >= 0.8)
+    );
+    drop(server);
+    let server = Scim::start()?;
+    let store = server.store(HttpOptions::default())?;
+    let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
+    let rate = m as f64 / apply_s;
+    println!(
+        "roster apply with /Bulk: {changes} changes in {apply_s:.2} s, {} requests = {rate:.0} users/s; ratio to the load loop {:.2}",
+        store.requests_sent(),
+        rate / loop_rate
+    );
+    Ok(())
+}
+
+// ---- etcd ------------------------------------------------------------------
+
+fn section_etcd(s: &Scale, root: &Path) -> Res<()> {
+    println!("== 5. etcd (on 127.0.0.1) ==");
+    let binary = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("etcd is not installed (apt-get install etcd-server)")?;
+    let work = root.join("etcd");
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let client_port = free_port()?;
+    let peer_port = free_port()?;
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let log = fs::File::create(work.join("etcd.log")).map_err(|e| e.to_string())?;
+    let log_err = log.try_clone().map_err(|e| e.to_string())?;
+    let child = Command::new(binary)
+        .args(["--name", "bench"])
+        .arg("--data-dir")
+        .arg(work.join("data"))
+        .args(["--listen-client-urls", &client])
+        .args(["--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer])
+        .args(["--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("bench={peer}")])
+        .args(["--initial-cluster-state", "new"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| format!("starting etcd: {e}"))?;
+    let mut guard = Guard(child);
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut up = false;
+    for _ in 0..600 {
+        if let Ok(Some(st)) = guard.0.try_wait() {
+            return Err(format!("etcd exited early: {st}"));
+        }
+        if http
+            .get(format!("{client}/health"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            up = true;
+            break;
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if !up {
+        return Err("etcd did not become healthy".into());
+    }
+    let n = s.etcd_users;
+    let config = work.join("config");
+    gen_config(&config, n, 0, false)?;
+    let changed = work.join("changed");
+    gen_config(&changed, n, 1, false)?;
+    let url = format!("etcd://127.0.0.1:{client_port}/roster-bench");
+    let store = roster::store::open(&url, &OpenOptions::default()).map_err(|e| e.to_string())?;
+    let (plan_s, apply_s, changes) = plan_and_apply(store.as_ref(), &config)?;
+    println!(
+        "{n} users, empty store: plan {plan_s:.2} s, apply {apply_s:.2} s ({changes} changes, {:.0} changes/s)",
+        changes as f64 / apply_s
+    );
+    let t = Instant::now();
+    let desired = roster::load::load(std::slice::from_ref(&config))
+        .map_err(|d| format!("load failed: {} diagnostics", d.items.len()))?;
+    let load_s = t.elapsed().as_secs_f64();
+    let snap = store.read().map_err(|e| e.to_string())?;
+    let p = plan(&desired, &snap, PlanOptions::default()).map_err(|e| e.to_string())?;
+    let plan_s = t.elapsed().as_secs_f64();
+    if p.has_changes() {
+        return Err(format!(
+            "plan after the etcd apply has {} steps",
+            p.steps.len()
+        ));
+    }
+    println!(
+        "plan, no changes: {plan_s:.2} s (of which load {load_s:.2} s, store read + plan {:.2} s)",
+        plan_s - load_s
+    );
+    let (plan_s, apply_s, changes) = plan_and_apply(store.as_ref(), &changed)?;
+    println!("plan, 1% changed: {plan_s:.2} s; apply {changes} changes: {apply_s:.2} s");
+    drop(guard);
+    Ok(())
+}
+
+fn run() -> Res<()> {
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wants = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    let s = scale();
+    let root = tempfile::Builder::new()
+        .prefix("roster-bench-")
+        .tempdir()
+        .map_err(|e| format!("tempdir: {e}"))?;
+    println!(
+        "roster benchmarks: {} cores, {}; sizes {:?}",
+        cores(),
+        cpu_model(),
+        s.sizes
+    );
+    if wants("parse") {
+        section_parse(&s, root.path())?;
+    }
+    if wants("hash") {
+        section_hash(&s, root.path())?;
+    }
+    if wants("scim") {
+        section_scim(&s, root.path())?;
+    }
+    if wants("etcd") {
+        section_etcd(&s, root.path())?;
+    }
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("roster bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
