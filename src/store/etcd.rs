@@ -245,9 +245,9 @@ fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path).map_err(|source| StoreError::Io {
+    std::fs::read(path).map_err(|error| StoreError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 

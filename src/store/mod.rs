@@ -260,11 +260,10 @@ pub enum StoreError {
     Stale { expected: u64, found: u64 },
     #[error("the store's lineage is {found}, but the plan was made against lineage {expected}")]
     LineageMismatch { expected: String, found: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is part of the message (not a `source`), so that error
+    /// chains print it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("{0}")]

@@ -273,9 +273,9 @@ impl ScimStore {
         }
         let base = parsed.as_str().trim_end_matches('/').to_owned();
         let ca = match &options.ca_file {
-            Some(p) => Some(std::fs::read(p).map_err(|e| StoreError::Io {
+            Some(p) => Some(std::fs::read(p).map_err(|error| StoreError::Io {
                 path: p.display().to_string(),
-                source: e,
+                error,
             })?),
             None => None,
         };
