@@ -8,8 +8,11 @@
 pub mod apply;
 pub mod cli;
 pub mod export;
+pub mod init;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod secret;
+pub mod signal;
 pub mod store;

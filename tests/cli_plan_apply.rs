@@ -2,6 +2,9 @@
 //! on the embedded file store, run as a user would run them (the real binary,
 //! real files in a temporary directory).
 
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{code, stderr, stdout};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -41,16 +44,6 @@ impl Env {
         let text = fs::read_to_string(self.path(".roster/state.json")).expect("state file");
         serde_json::from_str(&text).expect("state is JSON")
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
 }
 
 const BASE: &str = r#"
@@ -536,4 +529,29 @@ fn export_round_trips_and_history_records_applies() {
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["serial"], 1);
     assert_eq!(v[0]["plan_digest"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn temp_files_of_a_commit_killed_midway_are_removed_by_the_next_commit() {
+    let env = Env::new();
+    env.write(
+        "base.yaml",
+        "roles:\n  auditor:\n    permissions: [audit.read]\n",
+    );
+    assert_eq!(code(&env.roster(&["apply", "config", "--yes"])), 0);
+    // What a SIGKILL inside a commit leaves: a temp file holding a state.
+    let stale = env.path(".roster/.state.json.tmp-999999");
+    fs::write(&stale, "{}").unwrap();
+    env.write("more.yaml", "roles:\n  viewer:\n    permissions: [view]\n");
+    let a = env.roster(&["apply", "config", "--yes"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    assert!(
+        !stale.exists(),
+        "the stale temp file was removed under the lock"
+    );
+    let names: Vec<String> = fs::read_dir(env.path(".roster"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
 }

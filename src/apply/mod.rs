@@ -2,13 +2,18 @@
 //!
 //! Order of events, which the guarantees rest on:
 //!
-//! 1. take the store's lock;
+//! 1. take the store's lock (or, with [`apply_locked`], the caller holds it,
+//!    having planned under it);
 //! 2. read the store and refuse a stale plan;
 //! 3. build the new records, generating the secrets the plan names and
 //!    hashing them (argon2id, on all cores);
 //! 4. hand the secrets to the emitter, which must have written (and fsynced)
 //!    them before it returns;
 //! 5. commit.
+//!
+//! SIGINT/SIGTERM (when the CLI installed [`crate::signal`]) are checked
+//! after step 1, before step 4 and before step 5; an interrupted apply
+//! returns [`ApplyError::Interrupted`] and drops the lock.
 //!
 //! If anything before the commit fails, nothing is committed: a crash can
 //! leave an emitted secret that never became valid, never a valid secret
@@ -23,7 +28,7 @@ use crate::plan::{Action, Plan, Step};
 use crate::secret::{self, EmittedSecret, Secret, SecretKind};
 use crate::store::{
     AuditEntry, Change, ChangeOutcome, ChangeSet, LockOwner, NewSecrets, Record, RecordMeta,
-    StateStore, StoreError, Version, spec_digest,
+    StateStore, StoreError, StoreLock, Version, spec_digest,
 };
 
 /// How to run an apply.
@@ -65,6 +70,23 @@ pub enum ApplyError {
     Emit(String),
     #[error("the plan is damaged: step {address}: {detail}")]
     BadPlan { address: String, detail: String },
+    #[error("interrupted by {signal} {stage}; the store was not changed and its lock was released")]
+    Interrupted {
+        signal: crate::signal::Signal,
+        /// Where the apply stopped, e.g. "before writing the secrets".
+        stage: &'static str,
+    },
+}
+
+/// Abort at a cancellation point when SIGINT/SIGTERM arrived (see [`crate::signal`]).
+fn check_interrupted(stage: &'static str) -> Result<(), ApplyError> {
+    match crate::signal::interrupted() {
+        Some(signal) => {
+            tracing::warn!(%signal, stage, "apply interrupted");
+            Err(ApplyError::Interrupted { signal, stage })
+        }
+        None => Ok(()),
+    }
 }
 
 fn spec_of<T: DeserializeOwned>(step: &Step) -> Result<T, ApplyError> {
@@ -113,9 +135,44 @@ pub fn apply(
     options: &ApplyOptions,
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_with_progress(store, plan, options, emit, &|_, _, _| {})
+}
+
+/// Progress callback: `(stage, done, total)`, stages `hashing secrets`,
+/// `committing` (0 of the steps, then all of them). Counts only, never values.
+pub type OnProgress<'a> = &'a dyn Fn(&'static str, usize, usize);
+
+/// Hash this many secrets per worker between two progress reports.
+const HASH_CHUNK_PER_WORKER: usize = 8;
+
+/// [`apply`], reporting progress to `on_progress` as it goes.
+pub fn apply_with_progress(
+    store: &dyn StateStore,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+) -> Result<ApplyReport, ApplyError> {
     let info = store.info();
     tracing::info!(store = %info.location, steps = plan.steps.len(), "taking the store lock");
     let lock = store.lock(&options.owner, options.lock_timeout)?;
+    let report = apply_locked(store, lock.as_ref(), plan, options, emit, on_progress)?;
+    drop(lock);
+    Ok(report)
+}
+
+/// [`apply_with_progress`] for a caller that already holds `store`'s lock
+/// (taken with [`StateStore::lock`]), e.g. one that planned under the lock so
+/// that no other apply could make its plan stale in between. The lock stays held.
+pub fn apply_locked(
+    store: &dyn StateStore,
+    lock: &dyn StoreLock,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+) -> Result<ApplyReport, ApplyError> {
+    check_interrupted("after taking the lock")?;
     let snapshot = store.read()?;
     tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
     let current = snapshot.version_or_new();
@@ -216,7 +273,18 @@ pub fn apply(
     // Hash on all cores, then attach hashes (and plaintext for stores that set passwords themselves).
     let refs: Vec<&Secret> = pending.iter().map(|p| &p.secret).collect();
     tracing::info!(secrets = refs.len(), "generating and hashing secrets");
-    let hashes = secret::hash_all(&refs, &plan.secret_policy.argon2)?;
+    let chunk = std::thread::available_parallelism()
+        .map(std::num::NonZeroUsize::get)
+        .unwrap_or(1)
+        .saturating_mul(HASH_CHUNK_PER_WORKER);
+    let mut hashes = Vec::with_capacity(refs.len());
+    if !refs.is_empty() {
+        on_progress("hashing secrets", 0, refs.len());
+    }
+    for part in refs.chunks(chunk) {
+        hashes.extend(secret::hash_all(part, &plan.secret_policy.argon2)?);
+        on_progress("hashing secrets", hashes.len(), refs.len());
+    }
     for (p, hash) in pending.iter().zip(hashes) {
         if let Change::PutUser {
             record, secrets, ..
@@ -246,12 +314,20 @@ pub fn apply(
         })
         .collect();
     if !emitted.is_empty() {
+        check_interrupted("before writing the secrets")?;
         emit(&emitted).map_err(ApplyError::Emit)?;
         tracing::debug!(secrets = emitted.len(), "secrets written");
     }
+    check_interrupted(if emitted.is_empty() {
+        "before the commit"
+    } else {
+        "after writing the secrets (they never became valid), before the commit"
+    })?;
     tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
+    let steps = changes.len();
+    on_progress("committing", 0, steps);
     let report = store.commit(
-        lock.as_ref(),
+        lock,
         ChangeSet {
             base: current,
             changes,
@@ -259,7 +335,7 @@ pub fn apply(
             audit: options.audit.clone(),
         },
     )?;
-    drop(lock);
+    on_progress("committing", steps, steps);
     tracing::info!(serial = report.version.serial, "committed");
     Ok(ApplyReport {
         version: report.version,

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 use super::{
-    ApplyArgs, Cli, Command, Exit, ExportArgs, HistoryArgs, ListFormat, PlanArgs, PlanFormat,
-    ShowArgs, StoreArgs, ValidateArgs, ValidateFormat, paths_or_cwd,
+    ApplyArgs, Cli, Command, CompletionsArgs, Exit, ExportArgs, HistoryArgs, InitArgs, ListFormat,
+    ManArgs, PlanArgs, PlanFormat, ShowArgs, StoreArgs, ValidateArgs, ValidateFormat, paths_or_cwd,
 };
 use crate::apply::{self, ApplyOptions};
 use crate::load::{self, diag};
@@ -20,18 +20,24 @@ pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Plan(args) => plan_cmd(&args),
-        Command::Apply(args) => apply_cmd(&args),
+        Command::Apply(args) => apply_cmd(&args, cli.quiet),
         Command::Show(args) => show(&args),
         Command::Export(args) => export(&args),
         Command::History(args) => history(&args),
         Command::Schema => schema(),
+        Command::Init(args) => init(&args),
+        Command::Completions(args) => completions(&args),
+        Command::Man(args) => man(&args),
     };
     match result {
         Ok(exit) => exit,
         Err(e) if is_broken_pipe(&e) => Exit::Success,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
-            Exit::Failure
+            match e.downcast_ref::<apply::ApplyError>() {
+                Some(apply::ApplyError::Interrupted { signal, .. }) => Exit::Interrupted(*signal),
+                _ => Exit::Failure,
+            }
         }
     }
 }
@@ -65,12 +71,126 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
             drop(out);
             eprint!("{}", d.render_text(diag::stderr_color()));
         }
+        (Ok(_), ValidateFormat::Github) => {}
+        (Err(d), ValidateFormat::Github) => out.write_all(github_annotations(d).as_bytes())?,
+        (Ok(_), ValidateFormat::Gitlab) => writeln!(out, "[]")?,
+        (Err(d), ValidateFormat::Gitlab) => writeln!(out, "{}", gitlab_code_quality(d))?,
     }
     Ok(if result.is_ok() {
         Exit::Success
     } else {
         Exit::Failure
     })
+}
+
+/// Escape the message part of a GitHub workflow command.
+fn gh_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// Escape a property value of a GitHub workflow command.
+fn gh_property(s: &str) -> String {
+    gh_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// One `::error` workflow command per diagnostic, which GitHub Actions turns
+/// into an annotation at the file, line and column (paths as given, so run
+/// validate from the repository root with relative paths).
+pub fn github_annotations(d: &diag::Diagnostics) -> String {
+    let mut out = String::new();
+    for item in &d.items {
+        let mut props = vec![format!("file={}", gh_property(&item.file))];
+        if item.line > 0 {
+            props.push(format!("line={}", item.line));
+            props.push(format!("col={}", item.column.max(1)));
+        }
+        props.push(format!(
+            "title={}",
+            gh_property(&format!("roster {}", item.code))
+        ));
+        let mut message = item.message.clone();
+        if let Some(help) = &item.help {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        out.push_str(&format!(
+            "::error {}::{}\n",
+            props.join(","),
+            gh_data(&message)
+        ));
+    }
+    out
+}
+
+/// A GitLab Code Quality report: a JSON array of issues.
+pub fn gitlab_code_quality(d: &diag::Diagnostics) -> String {
+    use sha2::{Digest, Sha256};
+    let issues: Vec<serde_json::Value> = d
+        .items
+        .iter()
+        .map(|item| {
+            let fingerprint = hex::encode(Sha256::digest(
+                format!(
+                    "{}\0{}\0{}\0{}\0{}",
+                    item.file, item.line, item.column, item.code, item.message
+                )
+                .as_bytes(),
+            ));
+            serde_json::json!({
+                "description": item.message,
+                "check_name": item.code,
+                "fingerprint": fingerprint,
+                "severity": "major",
+                "location": { "path": item.file, "lines": { "begin": item.line.max(1) } },
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&issues).unwrap_or_else(|_| "[]".into())
+}
+
+fn init(args: &InitArgs) -> anyhow::Result<Exit> {
+    let dir = args.dir.clone().unwrap_or_else(|| ".".into());
+    let report = crate::init::init(&dir, args.from)?;
+    let mut err = std::io::stderr().lock();
+    for p in &report.created {
+        writeln!(err, "created  {}", p.display())?;
+    }
+    if let Some(p) = &report.gitignore_appended {
+        writeln!(err, "appended {}", p.display())?;
+    }
+    writeln!(
+        err,
+        "Next: roster validate {0}; roster plan {0}. See the CI usage section of roster's README for the CI setup.",
+        dir.join(crate::init::CONFIG_DIR).display()
+    )?;
+    Ok(Exit::Success)
+}
+
+fn completions(args: &CompletionsArgs) -> anyhow::Result<Exit> {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(args.shell, &mut cmd, "roster", &mut out);
+    out.flush()?;
+    Ok(Exit::Success)
+}
+
+fn man(args: &ManArgs) -> anyhow::Result<Exit> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(cmd, dir)
+                .with_context(|| format!("writing man pages to {}", dir.display()))?;
+            eprintln!("Wrote the man pages to {}", dir.display());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(Exit::Success)
 }
 
 fn schema() -> anyhow::Result<Exit> {
@@ -300,8 +420,21 @@ fn confirm() -> anyhow::Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
+fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     let store = open_store(&args.store)?;
+    let now = now_rfc3339();
+    let owner = LockOwner {
+        pid: std::process::id(),
+        host: host(),
+        since: now.clone(),
+    };
+    // Applying a config: plan under the lock, so that an apply that waited
+    // for another one plans against its result instead of failing as stale.
+    // A saved plan is applied exactly (and refused when stale).
+    let lock = match &args.plan {
+        Some(_) => None,
+        None => Some(store.lock(&owner, args.lock_timeout)?),
+    };
     let plan = match &args.plan {
         Some(path) => {
             let plan = read_plan(path)?;
@@ -355,12 +488,6 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Failure);
         }
     }
-    let now = now_rfc3339();
-    let owner = LockOwner {
-        pid: std::process::id(),
-        host: host(),
-        since: now.clone(),
-    };
     let audit = AuditEntry {
         serial: 0,
         at: now.clone(),
@@ -370,7 +497,11 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
         host: owner.host.clone(),
         ci_run: ci_run(),
         plan_digest: plan::plan_digest(&plan),
-        outcome: format!("{} step(s)", plan.steps.len()),
+        // The entry is committed with the changes, before their outcomes are
+        // known: file and etcd commit all changes or none, so this is exact
+        // for them; a SCIM store can fail single changes, and then a second
+        // entry with the real counts follows (see `record_partial_failure`).
+        outcome: outcome_text(plan.steps.len(), 0),
     };
     let options = ApplyOptions {
         owner,
@@ -382,7 +513,32 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
         Some(s) => emit(s, secrets),
         None => Err("no destination for secrets".to_string()),
     };
-    let report = apply::apply(store.as_ref(), &plan, &options, &mut emitter)?;
+    // Only now (after the confirmation prompt): SIGINT/SIGTERM stop the apply
+    // at its next cancellation point instead of killing it mid-way.
+    crate::signal::install().context("installing the SIGINT/SIGTERM handler")?;
+    let reporter = crate::progress::Reporter::new(crate::progress::Mode::for_stderr(quiet));
+    let on_progress =
+        |stage: &'static str, done: usize, total: usize| reporter.update(stage, done, total);
+    let result = match &lock {
+        Some(lock) => apply::apply_locked(
+            store.as_ref(),
+            lock.as_ref(),
+            &plan,
+            &options,
+            &mut emitter,
+            &on_progress,
+        ),
+        None => {
+            apply::apply_with_progress(store.as_ref(), &plan, &options, &mut emitter, &on_progress)
+        }
+    };
+    // Released before recording a partial failure, which takes the lock again.
+    drop(lock);
+    reporter.finish();
+    let report = result?;
+    if report.failed() > 0 {
+        record_partial_failure(store.as_ref(), &options, &report);
+    }
     let mut err = std::io::stderr().lock();
     for o in &report.outcomes {
         match &o.error {
@@ -403,6 +559,48 @@ fn apply_cmd(args: &ApplyArgs) -> anyhow::Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// The audit entry's outcome: `applied N, failed M`.
+fn outcome_text(applied: usize, failed: usize) -> String {
+    format!("applied {applied}, failed {failed}")
+}
+
+/// Some changes failed after the audit entry (which assumed none would) was
+/// committed: record a second entry, with no changes, carrying the real
+/// counts. Best effort: a failure here is logged, the apply's result stands.
+fn record_partial_failure(
+    store: &dyn StateStore,
+    options: &ApplyOptions,
+    report: &apply::ApplyReport,
+) {
+    let Some(first) = &options.audit else {
+        return;
+    };
+    let failed = report.failed();
+    let mut audit = first.clone();
+    audit.at = now_rfc3339();
+    audit.outcome = format!(
+        "{} (corrects serial {})",
+        outcome_text(report.outcomes.len() - failed, failed),
+        report.version.serial
+    );
+    let result = store
+        .lock(&options.owner, options.lock_timeout)
+        .and_then(|lock| {
+            store.commit(
+                lock.as_ref(),
+                store::ChangeSet {
+                    base: report.version.clone(),
+                    changes: Vec::new(),
+                    at: audit.at.clone(),
+                    audit: Some(audit),
+                },
+            )
+        });
+    if let Err(e) = result {
+        tracing::warn!("could not record the apply's failures in the history: {e}");
+    }
 }
 
 fn export(args: &ExportArgs) -> anyhow::Result<Exit> {

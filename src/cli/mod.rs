@@ -42,6 +42,11 @@ impl Cli {
 pub enum ValidateFormat {
     Text,
     Json,
+    /// GitHub Actions workflow commands (`::error file=...,line=...,col=...::message`):
+    /// each error becomes an annotation on the pull request.
+    Github,
+    /// A GitLab Code Quality report (JSON): errors shown in the merge request.
+    Gitlab,
 }
 
 /// Output formats for plans.
@@ -75,6 +80,36 @@ pub enum Command {
     History(HistoryArgs),
     /// Print the JSON Schema of config files.
     Schema,
+    /// Scaffold a starter config (schema, .gitignore, CI workflow) in a directory.
+    Init(InitArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the man page (or write every page to a directory).
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to create the config (created if missing). Default: `.`.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The shape of the starter config, after one of the bundled examples.
+    #[arg(long, value_enum, default_value_t = crate::init::Shape::IrisHr)]
+    pub from: crate::init::Shape,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write roster.1 and one page per subcommand into this directory instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// Where the state lives.
@@ -221,6 +256,8 @@ pub enum Exit {
     Failure,
     /// 2: `--detailed-exitcode` and the plan has changes.
     Changes,
+    /// 128 + N: an apply stopped cleanly on signal N (130 SIGINT, 143 SIGTERM).
+    Interrupted(crate::signal::Signal),
 }
 
 impl Exit {
@@ -229,6 +266,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::Failure => 1,
             Exit::Changes => 2,
+            Exit::Interrupted(signal) => signal.exit_code(),
         }
     }
 }

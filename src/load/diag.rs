@@ -127,12 +127,17 @@ impl Diagnostics {
             return None;
         }
         let rest = &line[start..];
-        let token_len = rest
-            .char_indices()
-            .find(|(_, c)| c.is_whitespace() || matches!(c, ',' | ']' | '}' | ':'))
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len())
-            .max(rest.chars().next().map(char::len_utf8).unwrap_or(0));
+        let quoted = rest.starts_with(['"', '\'']).then(|| {
+            let q = rest.as_bytes()[0] as char;
+            rest[1..].find(q).map(|i| i + 2).unwrap_or(rest.len())
+        });
+        let token_len = quoted.unwrap_or_else(|| {
+            rest.char_indices()
+                .find(|(_, c)| c.is_whitespace() || matches!(c, ',' | ']' | '}' | ':'))
+                .map(|(i, _)| i)
+                .unwrap_or(rest.len())
+                .max(rest.chars().next().map(char::len_utf8).unwrap_or(0))
+        });
         let report = &[Group::with_level(Level::ERROR).element(
             Snippet::source(line.as_str())
                 .line_start(usize::try_from(d.line).ok()?)

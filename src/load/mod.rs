@@ -311,13 +311,35 @@ fn walk_dir(
 }
 
 fn read_text(name: &str, path: &Path, ctx: &mut Ctx) -> Option<String> {
-    let file = match fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO must not wait for a writer (it would hang
+    // forever); the file type is checked on the open file, so no race.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) => {
             ctx.file_err(name, "io.read", format!("cannot read: {e}"));
             return None;
         }
     };
+    match file.metadata() {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => {
+            ctx.file_err(
+                name,
+                "io.read",
+                "cannot read: not a regular file (a FIFO, socket or device)".into(),
+            );
+            return None;
+        }
+        Err(e) => {
+            ctx.file_err(name, "io.read", format!("cannot read: {e}"));
+            return None;
+        }
+    }
     let mut bytes = Vec::new();
     if let Err(e) = file.take(yaml::MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
         ctx.file_err(name, "io.read", format!("cannot read: {e}"));
@@ -372,7 +394,7 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                 let parsed = if is_bad(&p) {
                     None
                 } else {
-                    typed::<Settings>(v)
+                    typed::<Settings>(v, idx, &p, "`settings`", ctx)
                 };
                 if let Some((other, _)) = &raw.settings {
                     let other = *other;
@@ -413,7 +435,13 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                         let value = if is_bad(&p) {
                             None
                         } else {
-                            typed::<RoleAssignment>(item)
+                            typed::<RoleAssignment>(
+                                item,
+                                idx,
+                                &p,
+                                &format!("role assignment #{}", i + 1),
+                                ctx,
+                            )
                         };
                         raw.assignments.push(Def {
                             file: idx,
@@ -428,8 +456,35 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
     }
 }
 
-fn typed<T: DeserializeOwned>(v: Value) -> Option<T> {
-    serde_json::from_value(v).ok()
+/// The typed value of an entry that passed the schema. What the schema cannot
+/// express (e.g. an integer beyond u32) fails here: reported at the entry, never
+/// dropped silently (a dropped user would be deactivated by the next apply).
+fn typed<T: DeserializeOwned>(
+    v: Value,
+    idx: usize,
+    p: &Ptr,
+    what: &str,
+    ctx: &mut Ctx,
+) -> Option<T> {
+    match serde_json::from_value(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let e = e.to_string();
+            let code = if e.starts_with("invalid value") || e.contains("floating point") {
+                "schema.range"
+            } else {
+                "schema.type"
+            };
+            ctx.err(
+                idx,
+                p.clone(),
+                true,
+                code,
+                format!("{what} cannot be read: {e}"),
+            );
+            None
+        }
+    }
 }
 
 fn named<T: DeserializeOwned>(
@@ -444,7 +499,11 @@ fn named<T: DeserializeOwned>(
     let Value::Object(map) = v else { return };
     for (name, entry) in map {
         let p = ptr![section, name];
-        let value = if is_bad(&p) { None } else { typed::<T>(entry) };
+        let value = if is_bad(&p) {
+            None
+        } else {
+            typed::<T>(entry, idx, &p, &format!("{kind} `{name}`"), ctx)
+        };
         if let Some(first) = defs.get(&name) {
             let (f, fp) = (first.file, first.ptr.clone());
             let msg = format!("{kind} `{name}` is defined more than once");

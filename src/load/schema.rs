@@ -192,6 +192,13 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
                 }
             }
         }
+        ValidationErrorKind::Type { .. } if ptr.is_empty() => {
+            let message = format!(
+                "a config file's top level must be a map (of settings, templates, roles, groups, users, role_assignments), found {}",
+                type_name(instance)
+            );
+            ctx.err(file, ptr.clone(), false, "schema.type", message);
+        }
         ValidationErrorKind::Type { .. } => {
             let expected = schema_at(schema(), ptr)
                 .and_then(|s| s.get("type"))
@@ -242,13 +249,50 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
                 format!("missing required field `{name}`"),
             );
         }
-        _ => {
-            let code = match error.kind().keyword() {
-                "pattern" => "schema.pattern",
-                "minimum" | "maximum" | "exclusiveMinimum" | "exclusiveMaximum" => "schema.range",
-                _ => "schema.invalid",
+        ValidationErrorKind::Pattern { pattern } => {
+            let field = ptr.last().map(String::as_str).unwrap_or("value");
+            let message = match field {
+                "email" => format!(
+                    "{} is not an email address (expected name@domain.tld)",
+                    short(instance)
+                ),
+                "prefix" => format!(
+                    "token prefix {} may hold at most 16 letters, digits, `_` and `-`",
+                    short(instance)
+                ),
+                _ => format!(
+                    "`{field}` {} does not match the pattern {pattern}",
+                    short(instance)
+                ),
             };
-            ctx.err(file, ptr.clone(), false, code, error.to_string());
+            ctx.err(file, ptr.clone(), false, "schema.pattern", message);
+        }
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => {
+            let field = ptr.last().map(String::as_str).unwrap_or("value");
+            let message = format!(
+                "`{field}` must be at least {limit}, found {}",
+                short(instance)
+            );
+            ctx.err(file, ptr.clone(), false, "schema.range", message);
+        }
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            let field = ptr.last().map(String::as_str).unwrap_or("value");
+            let message = format!(
+                "`{field}` must be at most {limit}, found {}",
+                short(instance)
+            );
+            ctx.err(file, ptr.clone(), false, "schema.range", message);
+        }
+        _ => {
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.invalid",
+                error.to_string(),
+            );
         }
     }
 }

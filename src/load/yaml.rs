@@ -29,6 +29,8 @@ fn options() -> Options {
     budget.max_depth = 64;
     budget.max_aliases = 10_000;
     budget.max_anchors = 10_000;
+    // An alias bomb expands a few anchors into millions of events: stop it early.
+    budget.max_recorded_anchor_events = 100_000;
     budget.max_documents = 1;
     budget.max_total_scalar_bytes = MAX_FILE_BYTES as usize;
     let mut opts = Options::default();
@@ -58,6 +60,18 @@ fn yaml_error(e: serde_saphyr::Error) -> YamlError {
     // The library appends " at line X column Y"; we print positions ourselves.
     if let Some(i) = message.find(" at line ") {
         message.truncate(i);
+    }
+    if let Some(rest) = message.strip_prefix("budget breached: ") {
+        let limit = rest.split([' ', '{', '(']).next().unwrap_or_default();
+        message = format!(
+            "the YAML is too large or expands too far (input budget `{limit}` exceeded): aliases that expand exponentially and absurd nesting are refused"
+        );
+    } else if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        message = format!("duplicate key `{key}`: a key may appear once in a map");
     }
     YamlError { pos, message }
 }

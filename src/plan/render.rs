@@ -249,7 +249,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let parts: Vec<String> = plan
             .unmanaged
             .iter()
-            .map(|(k, n)| format!("{n} {k}"))
+            .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
             .collect();
         let _ = writeln!(
             out,

@@ -161,6 +161,11 @@ fn open_error(path: &Path, e: io::Error) -> SecretError {
         SecretError::FileIsSymlink {
             path: path.to_path_buf(),
         }
+    } else if e.kind() == io::ErrorKind::NotFound {
+        SecretError::DirMissing {
+            dir: dir_of(path).to_path_buf(),
+            path: path.to_path_buf(),
+        }
     } else if e.kind() == io::ErrorKind::AlreadyExists {
         SecretError::FileExists {
             path: path.to_path_buf(),
@@ -216,16 +221,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("missing-dir").join("s.json");
         let err = write_secrets_file(&path, b"x").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SecretError::Io {
-                    action: "create",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, SecretError::DirMissing { .. }), "{err}");
+        assert!(err.to_string().contains("missing-dir"), "{err}");
         assert!(!path.exists());
     }
 }

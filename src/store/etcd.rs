@@ -245,9 +245,9 @@ fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
-    std::fs::read(path).map_err(|source| StoreError::Io {
+    std::fs::read(path).map_err(|error| StoreError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -412,7 +412,8 @@ impl EtcdStore {
     }
 
     fn decode<T: DeserializeOwned>(&self, kv: &KeyValue) -> Result<T, StoreError> {
-        serde_json::from_slice(&kv.value).map_err(|e| self.corrupt(&kv.key, e))
+        serde_json::from_slice(&kv.value)
+            .map_err(|e| self.corrupt(&kv.key, super::redact_json_error(&e)))
     }
 
     fn parse_meta(&self, kv: &KeyValue) -> Result<Meta, StoreError> {

@@ -61,10 +61,10 @@ impl FileStore {
         FileStore { path: path.into() }
     }
 
-    fn io(&self, path: &Path, source: io::Error) -> StoreError {
+    fn io(&self, path: &Path, error: io::Error) -> StoreError {
         StoreError::Io {
             path: path.display().to_string(),
-            source,
+            error,
         }
     }
 
@@ -82,7 +82,7 @@ impl FileStore {
         };
         let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             what: format!("state file {}", self.path.display()),
-            detail: e.to_string(),
+            detail: super::redact_json_error(&e),
         })?;
         if state.format_version != FORMAT_VERSION {
             return Err(StoreError::Corrupt {
@@ -103,15 +103,34 @@ impl FileStore {
         }
     }
 
-    /// Write `state` atomically: temp file, fsync, rename, fsync the directory.
-    fn save(&self, state: &StateFile) -> Result<(), StoreError> {
-        let dir = self.parent_dir();
+    /// The prefix of this store's temp files: `.NAME.tmp-`.
+    fn tmp_prefix(&self) -> String {
         let name = self
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        format!(".{name}.tmp-")
+    }
+
+    /// Remove temp files left by an apply killed inside its commit (they
+    /// hold hashes). Called under the lock, so no other commit is writing one.
+    fn remove_stale_temp_files(&self) {
+        let prefix = self.tmp_prefix();
+        let Ok(entries) = fs::read_dir(self.parent_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Write `state` atomically: temp file, fsync, rename, fsync the directory.
+    fn save(&self, state: &StateFile) -> Result<(), StoreError> {
+        let dir = self.parent_dir();
+        let tmp = dir.join(format!("{}{}", self.tmp_prefix(), std::process::id()));
         let result = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -294,6 +313,7 @@ impl StateStore for FileStore {
             audit.serial = serial;
             state.history.push(audit);
         }
+        self.remove_stale_temp_files();
         self.save(&state)?;
         Ok(CommitReport {
             version: Version {

@@ -260,11 +260,10 @@ pub enum StoreError {
     Stale { expected: u64, found: u64 },
     #[error("the store's lineage is {found}, but the plan was made against lineage {expected}")]
     LineageMismatch { expected: String, found: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The cause is part of the message (not a `source`), so that error
+    /// chains print it once.
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("{0}")]
@@ -288,6 +287,30 @@ pub trait StateStore: Send + Sync {
     fn commit(&self, lock: &dyn StoreLock, changes: ChangeSet) -> Result<CommitReport, StoreError>;
     /// The audit trail, oldest first.
     fn history(&self) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// A JSON decoding error of stored data, fit for a message: serde quotes the
+/// offending value (`invalid type: string "…", expected u64`), and in a store
+/// that value can be a secret hash, so every double-quoted part is replaced by
+/// `"…"`. Field names (in backticks), line and column are kept.
+pub fn redact_json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            let mut escaped = false;
+            for d in chars.by_ref() {
+                if d == '"' && !escaped {
+                    break;
+                }
+                escaped = d == '\\' && !escaped;
+            }
+            out.push_str("…\"");
+        }
+    }
+    out
 }
 
 /// sha256 (hex) of a spec as roster wrote it: the `applied_digest` a store
@@ -332,4 +355,21 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
         url: url.into(),
         reason: "expected file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX".into(),
     })
+}
+
+#[cfg(test)]
+mod redact_tests {
+    #[test]
+    fn json_errors_of_stored_data_lose_their_quoted_values() {
+        let e =
+            serde_json::from_str::<u64>(r#""$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA""#)
+                .unwrap_err();
+        let msg = super::redact_json_error(&e);
+        assert!(!msg.contains("argon2"), "{msg}");
+        assert!(
+            msg.starts_with("invalid type: string \"…\", expected u64"),
+            "{msg}"
+        );
+        assert!(msg.contains("line 1 column"), "{msg}");
+    }
 }

@@ -130,13 +130,23 @@ struct ScimLock<'a> {
 impl StoreLock for ScimLock<'_> {}
 
 impl Drop for ScimLock<'_> {
+    /// Release the lock. DELETE is idempotent, so any failure (a 5xx, a
+    /// connection dropped mid-response) is retried a few times: a lock left
+    /// behind would refuse every apply until its TTL. 404 means released.
     fn drop(&mut self) {
         let path = format!("/Users/{}", self.id);
-        if let Err(e) = self.store.http.send("DELETE", &path, None, None)
-            && e.status != Some(404)
-        {
+        let mut last = None;
+        for attempt in 0..5u32 {
+            match self.store.http.send("DELETE", &path, None, None) {
+                Ok(_) => return,
+                Err(e) if e.status == Some(404) => return,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200 << attempt));
+        }
+        if let Some(e) = last {
             tracing::warn!(
-                "could not release the SCIM lock {}: {e}",
+                "could not release the SCIM lock {}: {e}; delete the user `{LOCK_USER}` to release it",
                 self.store.location
             );
         }
@@ -263,9 +273,9 @@ impl ScimStore {
         }
         let base = parsed.as_str().trim_end_matches('/').to_owned();
         let ca = match &options.ca_file {
-            Some(p) => Some(std::fs::read(p).map_err(|e| StoreError::Io {
+            Some(p) => Some(std::fs::read(p).map_err(|error| StoreError::Io {
                 path: p.display().to_string(),
-                source: e,
+                error,
             })?),
             None => None,
         };
@@ -353,14 +363,16 @@ impl ScimStore {
                 #[serde(default)]
                 assignments: BTreeMap<String, Record<AssignmentSpec>>,
             }
-            let c: Catalog = serde_json::from_str(catalog)
-                .map_err(|e| corrupt(&what, format!("catalog: {e}")))?;
+            let c: Catalog = serde_json::from_str(catalog).map_err(|e| {
+                corrupt(&what, format!("catalog: {}", super::redact_json_error(&e)))
+            })?;
             state.roles = c.roles;
             state.assignments = c.assignments;
         }
         if let Some(h) = ext["history"].as_str() {
-            state.history =
-                serde_json::from_str(h).map_err(|e| corrupt(&what, format!("history: {e}")))?;
+            state.history = serde_json::from_str(h).map_err(|e| {
+                corrupt(&what, format!("history: {}", super::redact_json_error(&e)))
+            })?;
         }
         state.raw = Some(raw);
         Ok(state)

@@ -193,8 +193,12 @@ impl std::fmt::Debug for Http {
     }
 }
 
-fn retryable_status(s: u16) -> bool {
-    s == 429 || s == 503
+/// 429 and 503 are retried for every method; 500, 502 and 504 only for
+/// idempotent reads and deletes (a PATCH or POST may have taken effect).
+fn retryable_status(method: &Method, s: u16) -> bool {
+    s == 429
+        || s == 503
+        || (matches!(*method, Method::GET | Method::DELETE) && matches!(s, 500 | 502 | 504))
 }
 
 fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
@@ -257,6 +261,8 @@ impl Http {
         if_match: Option<&str>,
     ) -> Result<reqwest::blocking::Response, reqwest::Error> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // One line per request (method and path only: never a header or body).
+        tracing::debug!("SCIM request {method} {path}");
         let mut req = self
             .client
             .request(method.clone(), format!("{}{}", self.base, path))
@@ -310,7 +316,7 @@ impl Http {
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    if retryable_status(status) && !last {
+                    if retryable_status(&m, status) && !last {
                         let hint = retry_after(&resp);
                         let wait = self.backoff(attempt, hint);
                         let left = self.options.retry_budget.saturating_sub(start.elapsed());
@@ -322,7 +328,20 @@ impl Http {
                         .get("etag")
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned);
-                    let text = resp.text().unwrap_or_default();
+                    // A body cut off mid-way is a transport failure, never an empty answer:
+                    // a truncated /Schemas must not read as "no extension".
+                    let text = match resp.text() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            if last || m == Method::POST {
+                                let detail =
+                                    format!("the response was cut off: {}", transport_detail(&e));
+                                return Err(err(None, None, detail));
+                            }
+                            std::thread::sleep(self.backoff(attempt, None));
+                            continue;
+                        }
+                    };
                     let body: Value = if text.trim().is_empty() {
                         Value::Null
                     } else {
