@@ -268,19 +268,17 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
             ctx.err(file, ptr.clone(), false, "schema.pattern", message);
         }
         ValidationErrorKind::Minimum { limit }
-        | ValidationErrorKind::ExclusiveMinimum { limit } => {
-            let field = ptr.last().map(String::as_str).unwrap_or("value");
-            let message = format!(
-                "`{field}` must be at least {limit}, found {}",
-                short(instance)
-            );
-            ctx.err(file, ptr.clone(), false, "schema.range", message);
-        }
-        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit }
+        | ValidationErrorKind::Maximum { limit }
         | ValidationErrorKind::ExclusiveMaximum { limit } => {
+            let bound = if error.kind().keyword().contains("inimum") {
+                "at least"
+            } else {
+                "at most"
+            };
             let field = ptr.last().map(String::as_str).unwrap_or("value");
             let message = format!(
-                "`{field}` must be at most {limit}, found {}",
+                "`{field}` must be {bound} {limit}, found {}",
                 short(instance)
             );
             ctx.err(file, ptr.clone(), false, "schema.range", message);
