@@ -637,7 +637,7 @@ fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
                     e.user,
                     e.host,
                     e.outcome,
-                    &e.plan_digest[..e.plan_digest.len().min(12)]
+                    e.plan_digest.chars().take(12).collect::<String>()
                 )?;
             }
         }
