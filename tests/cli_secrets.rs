@@ -280,3 +280,50 @@ fn on_a_terminal_secrets_are_printed_once_under_a_banner() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("shown once"));
 }
+
+#[test]
+fn with_only_a_recipient_stdout_holds_just_the_armored_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    iris(d);
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let out = roster(
+        d,
+        &[
+            "apply",
+            "config",
+            "--yes",
+            "--secrets-recipient",
+            &recipient,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("-----END AGE ENCRYPTED FILE-----"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Plan:"),
+        "the plan went to stderr"
+    );
+    let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(stdout.as_bytes())).unwrap();
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .unwrap();
+    let mut plain = String::new();
+    reader.read_to_string(&mut plain).unwrap();
+    let json: Value = serde_json::from_str(&plain).unwrap();
+    assert!(check_secrets_verify(d, &json) >= 2);
+}

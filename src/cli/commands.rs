@@ -476,9 +476,17 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         None
     };
     if args.plan.is_none() {
-        out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())?;
+        if matches!(sink, Some(Sink::Armored { .. })) {
+            // stdout carries the armored secrets alone.
+            drop(out);
+            eprint!("{}", render::text(&plan, diag::stderr_color()));
+        } else {
+            out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())?;
+            drop(out);
+        }
+    } else {
+        drop(out);
     }
-    drop(out);
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             bail!("not a terminal: pass --yes to apply without confirmation; nothing was changed");
