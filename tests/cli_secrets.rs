@@ -31,6 +31,18 @@ fn iris(dir: &Path) {
     }
 }
 
+/// Decrypt an age-armored text with `identity`.
+fn decrypt(armored: &str, identity: &age::x25519::Identity) -> String {
+    let decryptor =
+        age::Decryptor::new(age::armor::ArmoredReader::new(armored.as_bytes())).unwrap();
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .unwrap();
+    let mut plain = String::new();
+    reader.read_to_string(&mut plain).unwrap();
+    plain
+}
+
 fn hashes(dir: &Path) -> Value {
     serde_json::from_str(&fs::read_to_string(dir.join(".roster/state.json")).unwrap()).unwrap()
 }
@@ -95,13 +107,7 @@ fn age_encrypted_secrets_decrypt_with_the_recipients_key() {
         0o600
     );
 
-    let decryptor =
-        age::Decryptor::new(age::armor::ArmoredReader::new(armored.as_bytes())).unwrap();
-    let mut reader = decryptor
-        .decrypt(std::iter::once(&identity as &dyn age::Identity))
-        .unwrap();
-    let mut plain = String::new();
-    reader.read_to_string(&mut plain).unwrap();
+    let plain = decrypt(&armored, &identity);
     let json: Value = serde_json::from_str(&plain).unwrap();
     assert!(check_secrets_verify(d, &json) >= 2);
 
@@ -318,12 +324,7 @@ fn with_only_a_recipient_stdout_holds_just_the_armored_secrets() {
         String::from_utf8_lossy(&out.stderr).contains("Plan:"),
         "the plan went to stderr"
     );
-    let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(stdout.as_bytes())).unwrap();
-    let mut reader = decryptor
-        .decrypt(std::iter::once(&identity as &dyn age::Identity))
-        .unwrap();
-    let mut plain = String::new();
-    reader.read_to_string(&mut plain).unwrap();
+    let plain = decrypt(&stdout, &identity);
     let json: Value = serde_json::from_str(&plain).unwrap();
     assert!(check_secrets_verify(d, &json) >= 2);
 }
