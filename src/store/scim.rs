@@ -90,7 +90,11 @@ pub struct ScimStore {
     http: Http,
     location: String,
     options: ScimOptions,
-    discovery: OnceLock<Discovery>,
+    /// `/ServiceProviderConfig`, fetched once.
+    features: OnceLock<Features>,
+    /// Whether the server holds roster's extension schemas: from `/Schemas`,
+    /// or proven by extension attributes on resources roster already wrote.
+    extension: OnceLock<bool>,
 }
 
 /// A server resource as read: id, ETag and JSON.
@@ -119,6 +123,17 @@ struct Read {
     state: StateRes,
     users: BTreeMap<String, Raw>,
     groups: BTreeMap<String, Raw>,
+}
+
+impl Read {
+    /// Whether a managed record carries a serial the state has not reached:
+    /// the read overlapped a commit (or one was interrupted).
+    fn newer_records_than_state(&self) -> bool {
+        let s = &self.snapshot;
+        let newer = |managed: bool, serial: u64| managed && serial > self.state.serial;
+        s.users.values().any(|r| newer(r.managed, r.meta.serial))
+            || s.groups.values().any(|r| newer(r.managed, r.meta.serial))
+    }
 }
 
 #[derive(Debug)]
@@ -285,7 +300,8 @@ impl ScimStore {
             http,
             location,
             options: scim,
-            discovery: OnceLock::new(),
+            features: OnceLock::new(),
+            extension: OnceLock::new(),
         })
     }
 
@@ -298,28 +314,44 @@ impl ScimStore {
         remote(&self.location, e)
     }
 
-    fn discover(&self) -> Result<&Discovery, StoreError> {
-        if let Some(d) = self.discovery.get() {
-            return Ok(d);
+    fn features(&self) -> Result<&Features, StoreError> {
+        if let Some(f) = self.features.get() {
+            return Ok(f);
         }
         let config = self
             .http
             .get("/ServiceProviderConfig")
             .map_err(|e| self.err(e))?;
-        let features = Features::from_config(&config.body);
+        Ok(self
+            .features
+            .get_or_init(|| Features::from_config(&config.body)))
+    }
+
+    /// Whether the extension schemas are there. `proven` is true when the
+    /// resources just read already carry both extensions' attributes (a server
+    /// cannot return attributes of a schema it does not hold), which spares
+    /// the `/Schemas` request; otherwise `/Schemas` decides.
+    fn extension(&self, proven: bool) -> Result<bool, StoreError> {
+        if let Some(e) = self.extension.get() {
+            return Ok(*e);
+        }
+        if proven {
+            return Ok(*self.extension.get_or_init(|| true));
+        }
         let schemas = self.http.get("/Schemas").map_err(|e| self.err(e))?;
         let ids: BTreeSet<String> = schemas.body["Resources"]
             .as_array()
             .map(|a| a.iter().filter_map(|s| opt_str(&s["id"])).collect())
             .unwrap_or_default();
-        let extension = ids.contains(USER_EXT) && ids.contains(GROUP_EXT);
-        let _ = self.discovery.set(Discovery {
-            features,
-            extension,
-        });
-        self.discovery
-            .get()
-            .ok_or_else(|| corrupt(self.location.clone(), "discovery failed"))
+        let found = ids.contains(USER_EXT) && ids.contains(GROUP_EXT);
+        Ok(*self.extension.get_or_init(|| found))
+    }
+
+    fn discover(&self) -> Result<Discovery, StoreError> {
+        Ok(Discovery {
+            features: self.features()?.clone(),
+            extension: self.extension(false)?,
+        })
     }
 
     fn page_size(&self, f: &Features) -> usize {
@@ -402,30 +434,75 @@ impl ScimStore {
         }
     }
 
-    /// Read the whole server. The state group is read before and after the
-    /// lists; if it moved in between, the read is repeated (bounded).
+    /// Read the whole server: the groups (the state group among them) first,
+    /// then the users. Once roster has written to a server with its extension,
+    /// that is `/ServiceProviderConfig` + ⌈groups/page⌉ + ⌈users/page⌉
+    /// requests. The state group is not read a second time: a commit records
+    /// its new serial last and stamps every record it writes with that serial,
+    /// so a read that overlaps a commit sees a record newer than the state
+    /// and is read once more; if it still does (a commit that was interrupted
+    /// leaves such records behind) the plan converges them, and a saved plan
+    /// made from a read that a commit overtook names a serial that apply
+    /// refuses as stale.
     fn read_all(&self) -> Result<Read, StoreError> {
-        let d = self.discover()?.clone();
-        let mut last_err = None;
-        for _ in 0..3 {
-            let state = self.read_state()?;
-            let read = self.read_with(&d, state)?;
-            let again = self.read_state()?;
-            let same = again.serial == read.state.serial && again.lineage == read.state.lineage;
-            if same {
-                return Ok(read);
-            }
-            last_err = Some(StoreError::Remote(format!(
-                "SCIM server {}: the store changed during the read (serial {} then {}); try again",
-                self.location, read.state.serial, again.serial
-            )));
+        let features = self.features()?.clone();
+        let read = self.read_once(&features)?;
+        if read.newer_records_than_state() {
+            tracing::debug!(
+                serial = read.state.serial,
+                "records newer than the store's serial: reading again"
+            );
+            return self.read_once(&features);
         }
-        Err(last_err.unwrap_or_else(|| StoreError::Remote("read failed".into())))
+        Ok(read)
     }
 
-    fn read_with(&self, d: &Discovery, state: StateRes) -> Result<Read, StoreError> {
-        let user_list = self.list("/Users", "userName", &d.features)?;
-        let group_list = self.list("/Groups", "displayName", &d.features)?;
+    fn read_once(&self, features: &Features) -> Result<Read, StoreError> {
+        let group_list = self.list("/Groups", "displayName", features)?;
+        let user_list = self.list("/Users", "userName", features)?;
+        let is_state = |g: &Value| {
+            g["displayName"].as_str() == Some(STATE_GROUP)
+                && g["externalId"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("roster:state:"))
+        };
+        let (states, group_list): (Vec<Value>, Vec<Value>) =
+            group_list.into_iter().partition(|g| is_state(g));
+        let mut states: Vec<Raw> = states.into_iter().filter_map(raw_of).collect();
+        let state = match states.len() {
+            0 => StateRes::default(),
+            1 => self.parse_state(states.remove(0))?,
+            n => {
+                return Err(corrupt(
+                    format!("{} ({STATE_GROUP})", self.location),
+                    format!("{n} managed {STATE_GROUP} groups exist; delete the extra ones"),
+                ));
+            }
+        };
+        let proven = state
+            .raw
+            .as_ref()
+            .is_some_and(|r| r.json[GROUP_EXT].is_object())
+            && user_list.iter().any(|u| {
+                u["externalId"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("roster:user:"))
+                    && u[USER_EXT].is_object()
+            });
+        let d = Discovery {
+            features: features.clone(),
+            extension: self.extension(proven)?,
+        };
+        self.read_with(&d, state, user_list, group_list)
+    }
+
+    fn read_with(
+        &self,
+        d: &Discovery,
+        state: StateRes,
+        user_list: Vec<Value>,
+        group_list: Vec<Value>,
+    ) -> Result<Read, StoreError> {
         let mut users: BTreeMap<String, Raw> = BTreeMap::new();
         let mut unmanaged_users: BTreeMap<String, Raw> = BTreeMap::new();
         for u in user_list {
@@ -874,9 +951,9 @@ impl ScimStore {
     }
 
     fn do_commit(&self, changes: ChangeSet) -> Result<CommitReport, StoreError> {
-        let d = self.discover()?.clone();
-        let f = &d.features;
         let read = self.read_all()?;
+        let d = self.discover()?;
+        let f = &d.features;
         let found = read.snapshot.version_or_new();
         let base = &changes.base;
         if !base.lineage.is_empty() && base.lineage != found.lineage {
