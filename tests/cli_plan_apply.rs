@@ -555,3 +555,50 @@ fn temp_files_of_a_commit_killed_midway_are_removed_by_the_next_commit() {
         .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
 }
+
+/// Drift is a stored record that differs from what roster last applied.
+/// It is reported where the plan changes the record back; a hand edit that
+/// already matches the files (the config caught up with it) needs no step
+/// and is not reported.
+#[test]
+fn drift_is_reported_where_the_plan_restores_values() {
+    let env = Env::new();
+    env.write("access.yaml", BASE);
+    let a = env.roster(&["apply", "config", "--yes", "--secrets-out", "s.json"]);
+    assert_eq!(code(&a), 0, "{}", stderr(&a));
+    let edit_state = |display: &str| {
+        let mut state = env.state();
+        state["users"]["benefits"]["spec"]["display_name"] = Value::from(display);
+        fs::write(
+            env.path(".roster/state.json"),
+            serde_json::to_string_pretty(&state).expect("state JSON"),
+        )
+        .expect("write state");
+    };
+
+    edit_state("Benefits sync (edited by hand)");
+    let p = env.roster(&["plan", "config", "--format", "json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let plan: Value = serde_json::from_str(&stdout(&p)).expect("plan JSON");
+    let drift: Vec<&str> = plan["drift"]
+        .as_array()
+        .expect("drift list")
+        .iter()
+        .filter_map(|d| d["address"].as_str())
+        .collect();
+    assert_eq!(drift, ["user.benefits"], "{}", plan["drift"]);
+    assert_eq!(plan["summary"]["drifted"], 1);
+
+    // The files now say what the hand edit said: nothing to restore.
+    env.write(
+        "access.yaml",
+        &BASE.replace(
+            "display_name: Benefits sync\n",
+            "display_name: Benefits sync (edited by hand)\n",
+        ),
+    );
+    let p = env.roster(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(code(&p), 0, "{}", stdout(&p));
+    assert!(stdout(&p).contains("No changes"), "{}", stdout(&p));
+    assert!(!stdout(&p).contains("Drift"), "{}", stdout(&p));
+}

@@ -280,8 +280,8 @@ impl Builder<'_> {
                     adopt: false,
                 }),
                 Some(r) => {
-                    self.check_drift(&address, r);
                     if &r.spec != spec || !r.managed {
+                        self.check_drift(&address, r);
                         self.steps.push(Step {
                             action: Action::Update,
                             address,
@@ -334,7 +334,8 @@ impl Builder<'_> {
         }
         let rename_of: BTreeMap<&str, &str> = renamed.iter().map(|(o, n)| (*n, *o)).collect();
         for (name, spec) in &desired.users {
-            let address = format!("user.{name}");
+            // Most users are unchanged: their address is made only when used.
+            let address = || format!("user.{name}");
             let from = rename_of.get(name.as_str()).copied();
             let current = actual
                 .get(name)
@@ -342,7 +343,7 @@ impl Builder<'_> {
             let Some(r) = current else {
                 self.steps.push(Step {
                     action: Action::Create,
-                    address,
+                    address: address(),
                     kind: Kind::User,
                     name: name.clone(),
                     changes: diff_fields(None, Some(spec)),
@@ -358,15 +359,19 @@ impl Builder<'_> {
                 });
                 continue;
             };
-            self.check_drift(&address, r);
             let was = &r.spec;
+            // Drift matters only where this plan changes something: a record
+            // edited outside roster to exactly the declared values needs no step.
+            if was != spec {
+                self.check_drift(&address(), r);
+            }
             let held = held_secrets(r);
             let wanted = wanted_secrets(spec);
             let (action, generate, revoke) = if spec.active && !was.active {
                 (Action::Reactivate, wanted.clone(), held.clone())
             } else if !spec.active {
                 if was.active && (spec.protected || was.protected) {
-                    self.protected.push(address.clone());
+                    self.protected.push(address());
                     continue;
                 }
                 (
@@ -390,7 +395,7 @@ impl Builder<'_> {
                     .copied()
                     .filter(|k| !wanted.contains(k))
                     .collect();
-                let only_rotation = {
+                let only_rotation = rotated && {
                     let mut w = was.clone();
                     w.credentials.rotation = spec.credentials.rotation;
                     w == *spec
@@ -432,7 +437,7 @@ impl Builder<'_> {
             }
             self.steps.push(Step {
                 action,
-                address,
+                address: address(),
                 kind: Kind::User,
                 name: name.clone(),
                 changes,
