@@ -152,14 +152,6 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
         .iter()
         .map(|(o, n)| (n.as_str(), o.as_str()))
         .collect();
-    let mut names: BTreeSet<&str> = desired.users.keys().map(String::as_str).collect();
-    names.extend(
-        actual
-            .users
-            .iter()
-            .filter(|(_, r)| r.managed)
-            .map(|(n, _)| n.as_str()),
-    );
     // When roles, groups and assignments are the same on both sides, a user
     // whose own access fields are unchanged has unchanged effective access:
     // skip building it (the common case of a plan with few changes).
@@ -167,22 +159,29 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
         && same_specs(&desired.groups, &actual.groups)
         && same_specs(&desired.assignments, &actual.assignments);
     let mut out = Vec::new();
-    for name in names {
-        let stored_name = if actual.users.contains_key(name) {
-            name
+    // Every desired user and every managed stored user, in name order, with
+    // both sides: one walk over the two sorted maps instead of a lookup per user.
+    let managed = actual.users.iter().filter(|(_, r)| r.managed);
+    for (name, d, r) in union_by_name(desired.users.iter(), managed) {
+        let name = name.as_str();
+        let renamed_from = if r.is_none() {
+            old_name.get(name).copied()
         } else {
-            old_name.get(name).copied().unwrap_or(name)
+            None
         };
-        if desired.renames.contains_key(name) && !desired.users.contains_key(name) {
+        if d.is_none() && desired.renames.contains_key(name) {
             continue; // the old name of a renamed user: shown under the new name
         }
         if same_world
-            && stored_name == name
-            && let (Some(d), Some(r)) = (desired.users.get(name), actual.users.get(name))
+            && let (Some(d), Some(r)) = (d, r)
             && same_access_fields(d, &r.spec)
         {
             continue;
         }
+        let stored_name = match renamed_from {
+            Some(old) if !actual.users.contains_key(name) => old,
+            _ => name,
+        };
         let b = before.effective(stored_name, actual.users.get(stored_name).map(|r| &r.spec));
         let a = after.effective(name, desired.users.get(name));
         if a == b {
@@ -230,6 +229,30 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
         }
     }
     out
+}
+
+/// The names of two name-ordered sequences merged, each with its entry on
+/// either side (at least one is `Some`).
+fn union_by_name<'a, A: 'a, B: 'a>(
+    left: impl Iterator<Item = (&'a String, &'a A)>,
+    right: impl Iterator<Item = (&'a String, &'a B)>,
+) -> impl Iterator<Item = (&'a String, Option<&'a A>, Option<&'a B>)> {
+    let mut left = left.peekable();
+    let mut right = right.peekable();
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (None, None) => None,
+        (Some(_), None) => left.next().map(|(n, a)| (n, Some(a), None)),
+        (None, Some(_)) => right.next().map(|(n, b)| (n, None, Some(b))),
+        (Some((ln, _)), Some((rn, _))) => match ln.cmp(rn) {
+            std::cmp::Ordering::Less => left.next().map(|(n, a)| (n, Some(a), None)),
+            std::cmp::Ordering::Greater => right.next().map(|(n, b)| (n, None, Some(b))),
+            std::cmp::Ordering::Equal => {
+                let (n, a) = left.next()?;
+                let (_, b) = right.next()?;
+                Some((n, Some(a), Some(b)))
+            }
+        },
+    })
 }
 
 /// Whether `desired` and the specs of `actual` hold the same names and values.
