@@ -394,7 +394,7 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                 let parsed = if is_bad(&p) {
                     None
                 } else {
-                    typed::<Settings>(v, idx, &p, "`settings`", ctx)
+                    typed::<Settings>(v, idx, &p, || "`settings`".into(), ctx)
                 };
                 if let Some((other, _)) = &raw.settings {
                     let other = *other;
@@ -439,7 +439,7 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                                 item,
                                 idx,
                                 &p,
-                                &format!("role assignment #{}", i + 1),
+                                || format!("role assignment #{}", i + 1),
                                 ctx,
                             )
                         };
@@ -463,7 +463,7 @@ fn typed<T: DeserializeOwned>(
     v: Value,
     idx: usize,
     p: &Ptr,
-    what: &str,
+    what: impl FnOnce() -> String,
     ctx: &mut Ctx,
 ) -> Option<T> {
     match serde_json::from_value(v) {
@@ -480,7 +480,7 @@ fn typed<T: DeserializeOwned>(
                 p.clone(),
                 true,
                 code,
-                format!("{what} cannot be read: {e}"),
+                format!("{} cannot be read: {e}", what()),
             );
             None
         }
@@ -502,7 +502,7 @@ fn named<T: DeserializeOwned>(
         let value = if is_bad(&p) {
             None
         } else {
-            typed::<T>(entry, idx, &p, &format!("{kind} `{name}`"), ctx)
+            typed::<T>(entry, idx, &p, || format!("{kind} `{name}`"), ctx)
         };
         if let Some(first) = defs.get(&name) {
             let (f, fp) = (first.file, first.ptr.clone());
@@ -545,9 +545,16 @@ fn unknown_ref(
 
 /// Report repeated entries of a list (at the repeat).
 fn check_dups(ctx: &mut Ctx, file: usize, base: &Ptr, field: &str, items: &[String]) {
+    // Lists are short (a user's groups, a role's permissions): a scan of the
+    // items before is cheaper than a map; long lists get the map.
     let mut seen = BTreeMap::new();
     for (i, item) in items.iter().enumerate() {
-        if let Some(first) = seen.insert(item.as_str(), i) {
+        let first = if items.len() <= 16 {
+            items[..i].iter().rposition(|x| x == item)
+        } else {
+            seen.insert(item.as_str(), i)
+        };
+        if let Some(first) = first {
             let mut p = base.clone();
             p.push(field.to_string());
             let mut fp = p.clone();
@@ -566,13 +573,13 @@ fn check_dups(ctx: &mut Ctx, file: usize, base: &Ptr, field: &str, items: &[Stri
     }
 }
 
-fn merge_list(base: &Option<Vec<String>>, over: &Option<Vec<String>>) -> Option<Vec<String>> {
+fn merge_list(base: &Option<Vec<String>>, over: Option<Vec<String>>) -> Option<Vec<String>> {
     match (base, over) {
-        (None, o) => o.clone(),
+        (None, o) => o,
         (b, None) => b.clone(),
         (Some(b), Some(o)) => {
             let mut v = b.clone();
-            v.extend(o.iter().filter(|x| !b.contains(x)).cloned());
+            v.extend(o.into_iter().filter(|x| !b.contains(x)));
             Some(v)
         }
     }
@@ -580,13 +587,13 @@ fn merge_list(base: &Option<Vec<String>>, over: &Option<Vec<String>>) -> Option<
 
 /// `over` on top of `base`: scalars override, lists are unioned (base first),
 /// set rights merge per area, credentials merge per field.
-fn merge(base: &Template, over: &Template) -> Template {
-    let set_rights = match (&base.set_rights, &over.set_rights) {
-        (None, o) => o.clone(),
+fn merge(base: &Template, over: Template) -> Template {
+    let set_rights = match (&base.set_rights, over.set_rights) {
+        (None, o) => o,
         (b, None) => b.clone(),
         (Some(b), Some(o)) => {
             let mut m = b.clone();
-            m.extend(o.iter().map(|(k, v)| (k.clone(), *v)));
+            m.extend(o);
             Some(m)
         }
     };
@@ -606,10 +613,9 @@ fn merge(base: &Template, over: &Template) -> Template {
         authentication: over.authentication.or(base.authentication),
         identity_provider: over
             .identity_provider
-            .clone()
             .or_else(|| base.identity_provider.clone()),
-        groups: merge_list(&base.groups, &over.groups),
-        roles: merge_list(&base.roles, &over.roles),
+        groups: merge_list(&base.groups, over.groups),
+        roles: merge_list(&base.roles, over.roles),
         set_rights,
         credentials,
         protected: over.protected.or(base.protected),
@@ -685,11 +691,11 @@ fn resolve_templates(raw: &Raw, ctx: &mut Ctx) -> BTreeMap<String, Template> {
             };
             let resolved = match t.extends.as_deref() {
                 Some(parent) => match done.get(parent) {
-                    Some(p) => merge(p, t),
+                    Some(p) => merge(p, t.clone()),
                     None if raw.templates.contains_key(parent) => continue,
-                    None => merge(&Template::default(), t),
+                    None => merge(&Template::default(), t.clone()),
                 },
-                None => merge(&Template::default(), t),
+                None => merge(&Template::default(), t.clone()),
             };
             done.insert(name.to_string(), resolved);
         }
@@ -701,7 +707,7 @@ fn set<I: IntoIterator<Item = String>>(items: I) -> BTreeSet<String> {
     items.into_iter().collect()
 }
 
-fn check_and_resolve(raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
+fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
     let settings = raw
         .settings
         .as_ref()
@@ -770,72 +776,13 @@ fn check_and_resolve(raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         check_fields(ctx, def.file, &def.ptr, t, &raw);
     }
 
-    // Users.
-    let mut users = BTreeMap::new();
-    let mut emails: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
+    // Previous names first: they look other users up by name, before the
+    // users are taken apart below.
     let mut renames: BTreeMap<String, String> = BTreeMap::new();
     let mut rename_sites: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
     for (name, def) in &raw.users {
         let Some(u) = &def.value else { continue };
-        check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
         check_dups(ctx, def.file, &def.ptr, "previous_names", &u.previous_names);
-        let base = match u.fields.extends.as_deref() {
-            None => Some(Template::default()),
-            Some(t) => match templates.get(t) {
-                Some(t) => Some(t.clone()),
-                None => {
-                    if !raw.templates.contains_key(t) {
-                        let p = [def.ptr.clone(), ptr!["extends"]].concat();
-                        unknown_ref(ctx, def.file, p, "template", t, &mut raw.templates.keys());
-                    }
-                    None
-                }
-            },
-        };
-        let Some(base) = base else { continue };
-        let f = merge(&base, &u.fields);
-        if let Some(email) = &u.email {
-            let key = email.to_lowercase();
-            let p = [def.ptr.clone(), ptr!["email"]].concat();
-            if let Some((of, op)) = emails.get(&key) {
-                let (of, op) = (*of, op.clone());
-                ctx.err(
-                    def.file,
-                    p,
-                    false,
-                    "user.email-duplicate",
-                    format!("email `{email}` is already used by another user"),
-                )
-                .related
-                .push((of, op, false, "used here".into()));
-            } else {
-                emails.insert(key, (def.file, p));
-            }
-        }
-        let authentication = f.authentication.unwrap_or_default();
-        let creds = f.credentials.unwrap_or_default();
-        if authentication == Authentication::Sso && creds.password == Some(true) {
-            let own = u.fields.credentials.and_then(|c| c.password).is_some();
-            let p = if own {
-                [def.ptr.clone(), ptr!["credentials", "password"]].concat()
-            } else {
-                [def.ptr.clone(), ptr!["extends"]].concat()
-            };
-            ctx.err(def.file, p, false, "user.sso-password", format!("user `{name}` authenticates with sso, so roster may not generate a password for it"))
-                .help = Some("an identity provider owns an sso user's login: remove `credentials.password` or use `authentication: local`".into());
-        }
-        if f.identity_provider.is_some() && authentication != Authentication::Sso {
-            let p = [def.ptr.clone(), ptr!["identity_provider"]].concat();
-            ctx.err(
-                def.file,
-                p,
-                true,
-                "user.identity-provider",
-                format!(
-                    "user `{name}` has an identity_provider but does not use `authentication: sso`"
-                ),
-            );
-        }
         for (i, old) in u.previous_names.iter().enumerate() {
             let p = [def.ptr.clone(), ptr!["previous_names", i]].concat();
             if raw.users.contains_key(old) {
@@ -864,56 +811,6 @@ fn check_and_resolve(raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
                 rename_sites.insert(old.clone(), (def.file, p));
                 renames.insert(old.clone(), name.clone());
             }
-        }
-        users.insert(
-            name.clone(),
-            UserSpec {
-                display_name: u.display_name.clone(),
-                first_name: u.first_name.clone(),
-                last_name: u.last_name.clone(),
-                email: u.email.clone(),
-                active: f.active.unwrap_or(true),
-                class: f.class.unwrap_or_default(),
-                authentication,
-                identity_provider: f.identity_provider.clone(),
-                groups: set(f.groups.clone().unwrap_or_default()),
-                roles: set(f.roles.clone().unwrap_or_default()),
-                set_rights: f.set_rights.clone().unwrap_or_default(),
-                credentials: CredentialSpec {
-                    password: creds.password.unwrap_or(false),
-                    token: creds.token.unwrap_or(false),
-                    rotation: creds.rotation.unwrap_or(0),
-                },
-                protected: f.protected.unwrap_or(false),
-            },
-        );
-    }
-
-    if let (Some(max), Some((file, _))) = (settings.max_active_users, &raw.settings) {
-        let active: Vec<&String> = users
-            .iter()
-            .filter(|(_, u)| u.active)
-            .map(|(n, _)| n)
-            .collect();
-        if active.len() > max as usize {
-            let shown: Vec<&str> = active.iter().take(12).map(|s| s.as_str()).collect();
-            let more = if active.len() > shown.len() {
-                format!(" and {} more", active.len() - shown.len())
-            } else {
-                String::new()
-            };
-            ctx.err(
-                *file,
-                ptr!["settings", "max_active_users"],
-                false,
-                "limit.max-active-users",
-                format!(
-                    "{} users are active, but max_active_users is {max}: {}{more}",
-                    active.len(),
-                    shown.join(", ")
-                ),
-            )
-            .help = Some("deactivate some users with `active: false`, or raise the limit".into());
         }
     }
 
@@ -992,6 +889,124 @@ fn check_and_resolve(raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         }
         assignment_sites.insert(id.clone(), (def.file, def.ptr.clone()));
         assignments.insert(id, spec);
+    }
+
+    // Users.
+    // Each raw user is taken apart into its spec (moved, not copied), so
+    // the raw entries and the specs are not both held in full.
+    let mut users = BTreeMap::new();
+    // Lower-cased email -> (file, ptr of the email) of its first user.
+    let mut emails: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let no_template = Template::default();
+    for (name, def) in std::mem::take(&mut raw.users) {
+        let Some(u) = def.value else { continue };
+        check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
+        let base = match u.fields.extends.as_deref() {
+            None => Some(&no_template),
+            Some(t) => match templates.get(t) {
+                Some(t) => Some(t),
+                None => {
+                    if !raw.templates.contains_key(t) {
+                        let p = [def.ptr.clone(), ptr!["extends"]].concat();
+                        unknown_ref(ctx, def.file, p, "template", t, &mut raw.templates.keys());
+                    }
+                    None
+                }
+            },
+        };
+        let Some(base) = base else { continue };
+        let own_password = u.fields.credentials.and_then(|c| c.password).is_some();
+        let f = merge(base, u.fields);
+        if let Some(email) = &u.email {
+            let key = email.to_lowercase();
+            if let Some((of, first)) = emails.get(&key) {
+                let (of, op) = (*of, ptr!["users", first, "email"]);
+                ctx.err(
+                    def.file,
+                    [def.ptr.clone(), ptr!["email"]].concat(),
+                    false,
+                    "user.email-duplicate",
+                    format!("email `{email}` is already used by another user"),
+                )
+                .related
+                .push((of, op, false, "used here".into()));
+            } else {
+                emails.insert(key, (def.file, name.clone()));
+            }
+        }
+        let authentication = f.authentication.unwrap_or_default();
+        let creds = f.credentials.unwrap_or_default();
+        if authentication == Authentication::Sso && creds.password == Some(true) {
+            let p = if own_password {
+                [def.ptr.clone(), ptr!["credentials", "password"]].concat()
+            } else {
+                [def.ptr.clone(), ptr!["extends"]].concat()
+            };
+            ctx.err(def.file, p, false, "user.sso-password", format!("user `{name}` authenticates with sso, so roster may not generate a password for it"))
+                .help = Some("an identity provider owns an sso user's login: remove `credentials.password` or use `authentication: local`".into());
+        }
+        if f.identity_provider.is_some() && authentication != Authentication::Sso {
+            let p = [def.ptr.clone(), ptr!["identity_provider"]].concat();
+            ctx.err(
+                def.file,
+                p,
+                true,
+                "user.identity-provider",
+                format!(
+                    "user `{name}` has an identity_provider but does not use `authentication: sso`"
+                ),
+            );
+        }
+        users.insert(
+            name,
+            UserSpec {
+                display_name: u.display_name,
+                first_name: u.first_name,
+                last_name: u.last_name,
+                email: u.email,
+                active: f.active.unwrap_or(true),
+                class: f.class.unwrap_or_default(),
+                authentication,
+                identity_provider: f.identity_provider,
+                groups: set(f.groups.unwrap_or_default()),
+                roles: set(f.roles.unwrap_or_default()),
+                set_rights: f.set_rights.unwrap_or_default(),
+                credentials: CredentialSpec {
+                    password: creds.password.unwrap_or(false),
+                    token: creds.token.unwrap_or(false),
+                    rotation: creds.rotation.unwrap_or(0),
+                },
+                protected: f.protected.unwrap_or(false),
+            },
+        );
+    }
+
+    if let (Some(max), Some((file, _))) = (settings.max_active_users, &raw.settings) {
+        let active: Vec<&String> = users
+            .iter()
+            .filter(|(_, u)| u.active)
+            .map(|(n, _)| n)
+            .collect();
+        if active.len() > max as usize {
+            let shown: Vec<&str> = active.iter().take(12).map(|s| s.as_str()).collect();
+            let more = if active.len() > shown.len() {
+                format!(" and {} more", active.len() - shown.len())
+            } else {
+                String::new()
+            };
+            ctx.err(
+                *file,
+                ptr!["settings", "max_active_users"],
+                false,
+                "limit.max-active-users",
+                format!(
+                    "{} users are active, but max_active_users is {max}: {}{more}",
+                    active.len(),
+                    shown.join(", ")
+                ),
+            )
+            .help = Some("deactivate some users with `active: false`, or raise the limit".into());
+        }
     }
 
     Desired {
