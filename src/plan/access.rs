@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::union_by_name;
 use crate::model::{AccessLevel, AssignmentSpec, Desired, GroupSpec, RoleSpec, Subject, UserSpec};
 use crate::store::Snapshot;
 
@@ -229,30 +230,6 @@ pub fn changes(desired: &Desired, actual: &Snapshot) -> Vec<AccessChange> {
         }
     }
     out
-}
-
-/// The names of two name-ordered sequences merged, each with its entry on
-/// either side (at least one is `Some`).
-fn union_by_name<'a, A: 'a, B: 'a>(
-    left: impl Iterator<Item = (&'a String, &'a A)>,
-    right: impl Iterator<Item = (&'a String, &'a B)>,
-) -> impl Iterator<Item = (&'a String, Option<&'a A>, Option<&'a B>)> {
-    let mut left = left.peekable();
-    let mut right = right.peekable();
-    std::iter::from_fn(move || match (left.peek(), right.peek()) {
-        (None, None) => None,
-        (Some(_), None) => left.next().map(|(n, a)| (n, Some(a), None)),
-        (None, Some(_)) => right.next().map(|(n, b)| (n, None, Some(b))),
-        (Some((ln, _)), Some((rn, _))) => match ln.cmp(rn) {
-            std::cmp::Ordering::Less => left.next().map(|(n, a)| (n, Some(a), None)),
-            std::cmp::Ordering::Greater => right.next().map(|(n, b)| (n, None, Some(b))),
-            std::cmp::Ordering::Equal => {
-                let (n, a) = left.next()?;
-                let (_, b) = right.next()?;
-                Some((n, Some(a), Some(b)))
-            }
-        },
-    })
 }
 
 /// Whether `desired` and the specs of `actual` hold the same names and values.

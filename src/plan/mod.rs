@@ -333,13 +333,60 @@ impl Builder<'_> {
             }
         }
         let rename_of: BTreeMap<&str, &str> = renamed.iter().map(|(o, n)| (*n, *o)).collect();
-        for (name, spec) in &desired.users {
+        // One walk over the two name-ordered maps: creates and updates go to
+        // the steps and removals to the removals, each in name order.
+        for (name, spec, stored) in union_by_name(desired.users.iter(), actual.iter()) {
+            let Some(spec) = spec else {
+                let Some(r) = stored else { continue };
+                if !r.managed || renamed.contains_key(name.as_str()) {
+                    continue;
+                }
+                let address = format!("user.{name}");
+                let deleting = desired.settings.removal == Removal::Delete;
+                if !deleting && !r.spec.active {
+                    continue; // already deactivated
+                }
+                if r.spec.protected {
+                    self.protected.push(address);
+                    continue;
+                }
+                removed += 1;
+                let step = if deleting {
+                    Step {
+                        action: Action::Delete,
+                        address,
+                        kind: Kind::User,
+                        name: name.clone(),
+                        changes: diff_fields(Some(&r.spec), None),
+                        generate: vec![],
+                        revoke: held_secrets(r),
+                        renamed_from: None,
+                        target: None,
+                        adopt: false,
+                    }
+                } else {
+                    let mut after = r.spec.clone();
+                    after.active = false;
+                    Step {
+                        action: Action::Deactivate,
+                        address,
+                        kind: Kind::User,
+                        name: name.clone(),
+                        changes: diff_fields(Some(&r.spec), Some(&after)),
+                        generate: vec![],
+                        revoke: held_secrets(r),
+                        renamed_from: None,
+                        target: target(&after),
+                        adopt: false,
+                    }
+                };
+                self.removals.push(step);
+                continue;
+            };
             // Most users are unchanged: their address is made only when used.
             let address = || format!("user.{name}");
             let from = rename_of.get(name.as_str()).copied();
-            let current = actual
-                .get(name)
-                .or_else(|| from.and_then(|o| actual.get(o)));
+            let current = stored.or_else(|| from.and_then(|o| actual.get(o)));
             let Some(r) = current else {
                 self.steps.push(Step {
                     action: Action::Create,
@@ -448,54 +495,32 @@ impl Builder<'_> {
                 adopt: !r.managed,
             });
         }
-        for (name, r) in actual {
-            if !r.managed || desired.users.contains_key(name) || renamed.contains_key(name.as_str())
-            {
-                continue;
-            }
-            let address = format!("user.{name}");
-            let deleting = desired.settings.removal == Removal::Delete;
-            if !deleting && !r.spec.active {
-                continue; // already deactivated
-            }
-            if r.spec.protected {
-                self.protected.push(address);
-                continue;
-            }
-            removed += 1;
-            let step = if deleting {
-                Step {
-                    action: Action::Delete,
-                    address,
-                    kind: Kind::User,
-                    name: name.clone(),
-                    changes: diff_fields(Some(&r.spec), None),
-                    generate: vec![],
-                    revoke: held_secrets(r),
-                    renamed_from: None,
-                    target: None,
-                    adopt: false,
-                }
-            } else {
-                let mut after = r.spec.clone();
-                after.active = false;
-                Step {
-                    action: Action::Deactivate,
-                    address,
-                    kind: Kind::User,
-                    name: name.clone(),
-                    changes: diff_fields(Some(&r.spec), Some(&after)),
-                    generate: vec![],
-                    revoke: held_secrets(r),
-                    renamed_from: None,
-                    target: target(&after),
-                    adopt: false,
-                }
-            };
-            self.removals.push(step);
-        }
         removed
     }
+}
+
+/// The names of two name-ordered sequences merged, each with its entry on
+/// either side (at least one is `Some`).
+pub(crate) fn union_by_name<'a, A: 'a, B: 'a>(
+    left: impl Iterator<Item = (&'a String, &'a A)>,
+    right: impl Iterator<Item = (&'a String, &'a B)>,
+) -> impl Iterator<Item = (&'a String, Option<&'a A>, Option<&'a B>)> {
+    let mut left = left.peekable();
+    let mut right = right.peekable();
+    std::iter::from_fn(move || match (left.peek(), right.peek()) {
+        (None, None) => None,
+        (Some(_), None) => left.next().map(|(n, a)| (n, Some(a), None)),
+        (None, Some(_)) => right.next().map(|(n, b)| (n, None, Some(b))),
+        (Some((ln, _)), Some((rn, _))) => match ln.cmp(rn) {
+            std::cmp::Ordering::Less => left.next().map(|(n, a)| (n, Some(a), None)),
+            std::cmp::Ordering::Greater => right.next().map(|(n, b)| (n, None, Some(b))),
+            std::cmp::Ordering::Equal => {
+                let (n, a) = left.next()?;
+                let (_, b) = right.next()?;
+                Some((n, Some(a), Some(b)))
+            }
+        },
+    })
 }
 
 /// Make the plan that takes `actual` to `desired`.
