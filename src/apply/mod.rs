@@ -142,9 +142,6 @@ pub fn apply(
 /// `committing` (0 of the steps, then all of them). Counts only, never values.
 pub type OnProgress<'a> = &'a dyn Fn(&'static str, usize, usize);
 
-/// Hash this many secrets per worker between two progress reports.
-const HASH_CHUNK_PER_WORKER: usize = 8;
-
 /// [`apply`], reporting progress to `on_progress` as it goes.
 pub fn apply_with_progress(
     store: &dyn StateStore,
@@ -273,18 +270,16 @@ pub fn apply_locked(
     // Hash on all cores, then attach hashes (and plaintext for stores that set passwords themselves).
     let refs: Vec<&Secret> = pending.iter().map(|p| &p.secret).collect();
     tracing::info!(secrets = refs.len(), "generating and hashing secrets");
-    let chunk = std::thread::available_parallelism()
-        .map(std::num::NonZeroUsize::get)
-        .unwrap_or(1)
-        .saturating_mul(HASH_CHUNK_PER_WORKER);
-    let mut hashes = Vec::with_capacity(refs.len());
-    if !refs.is_empty() {
-        on_progress("hashing secrets", 0, refs.len());
-    }
-    for part in refs.chunks(chunk) {
-        hashes.extend(secret::hash_all(part, &plan.secret_policy.argon2)?);
-        on_progress("hashing secrets", hashes.len(), refs.len());
-    }
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let hashes = if refs.is_empty() {
+        Vec::new()
+    } else {
+        // Progress is reported while the workers run: no pause between batches.
+        let total = refs.len();
+        secret::hash_all_on(&refs, &plan.secret_policy.argon2, cores, &mut |done| {
+            on_progress("hashing secrets", done, total);
+        })?
+    };
     for (p, hash) in pending.iter().zip(hashes) {
         if let Change::PutUser {
             record, secrets, ..
