@@ -352,7 +352,7 @@ fn section_parse(s: &Scale, root: &Path) -> Res<()> {
         let r = gen_config(&config, n, 0, false)?;
         gen_config(&changed, n, 1, false)?;
         let bytes = dir_bytes(&config);
-        let runs = if n >= 100_000 { 2 } else { 3 };
+        let runs = 3;
         println!(
             "-- {n} users: {} files, {:.1} MiB, {} groups, {} roles, {} role assignments",
             r.files,
