@@ -437,14 +437,15 @@ fn section_parse(s: &Scale, root: &Path) -> Res<()> {
         let ratio = same.cpu_secs / fc;
         let rss_ratio = same.max_rss_kib as f64 * 1024.0 / bytes as f64;
         println!(
-            "plan, no changes: {:.3} s CPU = {ratio:.2} x floor (target <= 1.3 at 100k: {}; {:.3} s wall = {:.2} x; floor + state floor = {:.2} x), peak RSS {:.1} MiB = {rss_ratio:.2} x input (target <= 3: {})",
+            "plan, no changes: {:.3} s CPU = {ratio:.2} x floor (target <= 1.3 at 100k: {}; {:.3} s wall = {:.2} x; floor + state floor = {:.2} x), peak RSS {:.1} MiB = {rss_ratio:.2} x input (target <= 3: {}; {:.2} x config + state file)",
             same.cpu_secs,
             verdict(ratio <= 1.3),
             same.secs,
             same.secs / fw,
             (fc + json_floor.cpu_secs) / fc,
             same.max_rss_kib as f64 / 1024.0,
-            verdict(rss_ratio <= 3.0)
+            verdict(rss_ratio <= 3.0),
+            same.max_rss_kib as f64 * 1024.0 / (bytes + state_bytes) as f64
         );
         let summary = one.stdout.lines().rev().find(|l| l.starts_with("Plan:"));
         println!(
