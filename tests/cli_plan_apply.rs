@@ -602,3 +602,52 @@ fn drift_is_reported_where_the_plan_restores_values() {
     assert!(stdout(&p).contains("No changes"), "{}", stdout(&p));
     assert!(!stdout(&p).contains("Drift"), "{}", stdout(&p));
 }
+
+/// `plan` reads the store while the config loads. With an invalid config it
+/// reports the config's errors and exits without waiting for the store: here
+/// a SCIM server that accepts connections and never answers (its requests
+/// would take the 30 s request timeout, retried). Bounded: the listener
+/// thread ends with the test, and roster is killed if it has not exited
+/// within 20 s.
+#[test]
+fn an_invalid_config_is_reported_without_waiting_for_the_store() {
+    use std::net::TcpListener;
+    use std::time::Duration;
+    let env = Env::new();
+    env.write("access.yaml", "users:\n  x:\n    display_nam: typo\n");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["plan", "config", "--store"])
+        .arg(format!("scim+http://127.0.0.1:{port}/scim/v2"))
+        .current_dir(env.path(""))
+        .env("NO_COLOR", "1")
+        .env("ROSTER_SCIM_TOKEN", "t-never-used-4471")
+        .env_remove("ROSTER_STORE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run roster");
+    let mut held = Vec::new(); // accepted connections, never answered
+    let mut status = None;
+    for _ in 0..200 {
+        while let Ok((conn, _)) = listener.accept() {
+            held.push(conn);
+        }
+        if let Some(s) = child.try_wait().expect("wait") {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("output");
+    let status = status.expect("roster waited for a store that never answers");
+    assert_eq!(status.code(), Some(1), "{}", stderr(&out));
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("display_nam"), "{text}");
+    assert!(!text.contains("t-never-used-4471"), "{text}");
+}
