@@ -709,3 +709,54 @@ fn read_only_commands_never_write_to_the_scim_server() {
     assert_eq!(code(&a), 0, "{}", show(&a));
     assert_ne!(server_contents(&server), before);
 }
+
+/// A change the server side refuses after the commit point (here: a user the
+/// files declare already exists on the server, made by hand, so roster will
+/// not touch it) is reported as FAILED, the apply exits 1, and the audit
+/// trail gets a second entry with the real counts that names the serial it
+/// corrects.
+#[test]
+fn a_change_refused_after_the_commit_point_is_corrected_in_the_audit_trail() {
+    let server = ScimServer::start(with_extension());
+    let base = server.http_base(None);
+    let env = Env::new(server.url(None));
+    env.example("iris-hr");
+    let (s, b) = direct(
+        "POST",
+        &format!("{base}/Users"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": "qlearsite", "displayName": "Made by hand", "active": true}),
+        ),
+    );
+    assert_eq!(s, 201, "{b}");
+
+    let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s.json"]);
+    assert_eq!(code(&a), 1, "{}", show(&a));
+    assert!(
+        stderr(&a).contains("FAILED  user.qlearsite"),
+        "{}",
+        show(&a)
+    );
+    assert_eq!(
+        server_user(&server, "qlearsite")["displayName"],
+        "Made by hand"
+    );
+
+    let history = env.roster(&["history", "--format", "json"]);
+    assert_eq!(code(&history), 0, "{}", show(&history));
+    let entries: Value = serde_json::from_str(&stdout(&history)).expect("history JSON");
+    let outcomes: Vec<&str> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{entries:#}");
+    let serial = entries[0]["serial"].as_u64().expect("serial of the apply");
+    assert!(
+        outcomes[1].contains("failed 1")
+            && outcomes[1].contains(&format!("corrects serial {serial}")),
+        "{entries:#}"
+    );
+}
