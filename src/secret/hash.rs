@@ -45,13 +45,24 @@ fn context(params: &Argon2Params) -> Result<Argon2<'static>, SecretError> {
 
 /// argon2's working memory (19 MiB at the default cost), kept by a worker for
 /// all the hashes it computes. Allocating it per hash meant faulting in fresh
-/// zeroed pages every time: ~3,000 page faults and a third of the hashing CPU
-/// in system time, contended between the workers. Wiped when dropped.
+/// zeroed pages every time: ~3,000 page faults per hash and over a quarter of
+/// the hashing CPU in system time, contended between the workers. Wiped when
+/// dropped.
 struct Memory(Vec<Block>);
 
 impl Memory {
-    fn new(argon2: &Argon2<'_>) -> Memory {
-        Memory(vec![Block::default(); argon2.params().block_count()])
+    /// Fails (instead of aborting) when the memory cost cannot be allocated.
+    fn new(argon2: &Argon2<'_>) -> Result<Memory, SecretError> {
+        let blocks = argon2.params().block_count();
+        let mut v = Vec::new();
+        v.try_reserve_exact(blocks).map_err(|_| SecretError::Hash {
+            reason: format!(
+                "cannot allocate argon2's memory ({} KiB)",
+                argon2.params().m_cost()
+            ),
+        })?;
+        v.resize(blocks, Block::default());
+        Ok(Memory(v))
     }
 }
 
@@ -110,7 +121,7 @@ fn hash_with(
 /// argon2id PHC string with the given params and a random salt (OS CSPRNG).
 pub fn hash_secret(secret: &Secret, params: &Argon2Params) -> Result<String, SecretError> {
     let argon2 = context(params)?;
-    hash_with(&argon2, secret, &mut Memory::new(&argon2))
+    hash_with(&argon2, secret, &mut Memory::new(&argon2)?)
 }
 
 /// true only when `phc` is a valid argon2id hash of `plaintext` (and its costs
@@ -161,6 +172,11 @@ pub fn hash_all_on(
         return Ok(Vec::new());
     }
     let workers = workers.max(1).min(secrets.len());
+    // Each worker's memory, allocated here so that a cost too large to
+    // allocate is an error, not a worker that dies.
+    let memories = (0..workers)
+        .map(|_| Memory::new(&argon2))
+        .collect::<Result<Vec<_>, _>>()?;
     let next = AtomicUsize::new(0);
     let completed = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -170,17 +186,18 @@ pub fn hash_all_on(
     let mut panicked = false;
 
     std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut memory = Memory::new(&argon2);
+        let handles: Vec<_> = memories
+            .into_iter()
+            .map(|mut memory| {
+                let (argon2, next, completed, failed) = (&argon2, &next, &completed, &failed);
+                scope.spawn(move || {
                     let mut done = Vec::new();
                     while !failed.load(Ordering::Relaxed) {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(secret) = secrets.get(index) else {
                             break;
                         };
-                        let result = hash_with(&argon2, secret, &mut memory);
+                        let result = hash_with(argon2, secret, &mut memory);
                         if result.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -259,7 +276,7 @@ mod tests {
     #[test]
     fn reused_memory_gives_the_library_s_own_phc_string() {
         let argon2 = context(&cheap()).expect("params");
-        let mut memory = Memory::new(&argon2);
+        let mut memory = Memory::new(&argon2).expect("memory");
         for (secret, salt) in [("first secret", [7u8; 16]), ("second", [9u8; 16])] {
             let ours = hash_salted(&argon2, &Secret::new(secret.into()), &salt, &mut memory)
                 .expect("hash");
