@@ -188,6 +188,20 @@ fn read_owner(file: &mut File) -> Option<LockOwner> {
     serde_json::from_str(&s).ok()
 }
 
+/// The holder's record, given a moment to appear: a holder writes it right
+/// after it takes the lock, so a contender that looks in between (20 applies
+/// started at once do) would otherwise report an unknown holder. Bounded:
+/// 20 reads, 10 ms apart.
+fn read_owner_settled(file: &mut File) -> Option<LockOwner> {
+    for _ in 0..20 {
+        if let Some(owner) = read_owner(file) {
+            return Some(owner);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
 impl StateStore for FileStore {
     fn info(&self) -> StoreInfo {
         StoreInfo {
@@ -221,7 +235,7 @@ impl StateStore for FileStore {
                 Ok(()) => break,
                 Err(fs::TryLockError::WouldBlock) => {
                     if Instant::now() >= deadline {
-                        return Err(match read_owner(&mut file) {
+                        return Err(match read_owner_settled(&mut file) {
                             Some(holder) => StoreError::Locked { holder },
                             None => StoreError::LockedUnknown,
                         });
