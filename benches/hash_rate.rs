@@ -1,7 +1,8 @@
 //! argon2id hashing rate: single thread versus `hash_all` on all cores.
 //!
-//! Run with `cargo bench --bench hash_rate` (optionally `-- SINGLE PARALLEL`
-//! to change the hash counts, defaults 64 and 256). Prints hashes/s for both,
+//! Run with `cargo bench --bench hash_rate` (optionally `-- SINGLE PARALLEL
+//! ROUNDS` to change the hash counts and the number of interleaved rounds,
+//! defaults 64, 256 and 4). Prints hashes/s for both,
 //! the core count, and the scaling ratio `parallel / (cores × single)`
 //! (target ≥ 0.9). Uses the default argon2 parameters (m=19456 KiB, t=2,
 //! p=1). Must not: print a secret or a hash.
@@ -34,6 +35,7 @@ fn run() -> Result<(), String> {
         .collect();
     let single_count = count_arg(&args, 0, 64)?;
     let parallel_count = count_arg(&args, 1, 256)?;
+    let rounds = count_arg(&args, 2, 4)?;
     let params = Argon2Params::default();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -50,27 +52,43 @@ fn run() -> Result<(), String> {
         return Err("warm-up hash does not verify".to_string());
     }
 
-    // The single-core rate: the same code as `hash_all`, on one worker.
-    let single_refs: Vec<&Secret> = secrets[..single_count].iter().collect();
-    let start = Instant::now();
-    hash_all_on(&single_refs, &params, 1, &mut |_| {})
-        .map_err(|e| format!("single-thread hash: {e}"))?;
-    let single_secs = start.elapsed().as_secs_f64();
-    let single_rate = single_count as f64 / single_secs;
+    // Rounds of (single, parallel), so both rates sample the same machine:
+    // this VM's single-core speed moves by up to 30% from one second to the
+    // next (boost clocks, neighbours), and one long single-core measurement
+    // followed by one long parallel one compares two different machines.
+    // The single-core rate is the same code as `hash_all`, on one worker.
+    let (mut single_secs, mut parallel_secs) = (0.0, 0.0);
+    let (mut single_done, mut parallel_done) = (0usize, 0usize);
+    let single_step = single_count.div_ceil(rounds);
+    let parallel_step = parallel_count.div_ceil(rounds);
+    for round in 0..rounds {
+        let s = &secrets[(round * single_step).min(single_count)
+            ..((round + 1) * single_step).min(single_count)];
+        let p = &secrets[(round * parallel_step).min(parallel_count)
+            ..((round + 1) * parallel_step).min(parallel_count)];
+        let single_refs: Vec<&Secret> = s.iter().collect();
+        let start = Instant::now();
+        hash_all_on(&single_refs, &params, 1, &mut |_| {})
+            .map_err(|e| format!("single-thread hash: {e}"))?;
+        single_secs += start.elapsed().as_secs_f64();
+        single_done += s.len();
 
-    let refs: Vec<&Secret> = secrets[..parallel_count].iter().collect();
-    let start = Instant::now();
-    let hashes = hash_all(&refs, &params).map_err(|e| format!("hash_all: {e}"))?;
-    let parallel_secs = start.elapsed().as_secs_f64();
-    let parallel_rate = parallel_count as f64 / parallel_secs;
-    if hashes.len() != parallel_count
-        || !verify_secret(
-            secrets[parallel_count - 1].expose(),
-            &hashes[parallel_count - 1],
-        )
-    {
-        return Err("hash_all returned wrong hashes".to_string());
+        let refs: Vec<&Secret> = p.iter().collect();
+        let start = Instant::now();
+        let hashes = hash_all(&refs, &params).map_err(|e| format!("hash_all: {e}"))?;
+        parallel_secs += start.elapsed().as_secs_f64();
+        parallel_done += p.len();
+        if hashes.len() != p.len()
+            || p.last()
+                .zip(hashes.last())
+                .is_some_and(|(secret, hash)| !verify_secret(secret.expose(), hash))
+        {
+            return Err("hash_all returned wrong hashes".to_string());
+        }
     }
+    let (single_count, parallel_count) = (single_done, parallel_done);
+    let single_rate = single_count as f64 / single_secs;
+    let parallel_rate = parallel_count as f64 / parallel_secs;
 
     let ratio = parallel_rate / (cores as f64 * single_rate);
     println!(
