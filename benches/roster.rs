@@ -20,6 +20,9 @@
 #[path = "../examples/gen.rs"]
 #[allow(dead_code)]
 mod generator;
+#[path = "../tests/common/scim.rs"]
+#[allow(dead_code)]
+mod scim_harness;
 
 use std::fs;
 use std::net::TcpListener;
@@ -35,6 +38,7 @@ use roster::secret::{Secret, generate_password};
 use roster::store::scim::http::HttpOptions;
 use roster::store::scim::{ScimOptions, ScimStore, lock_owner_now};
 use roster::store::{OpenOptions, StateStore};
+use scim_harness::{ScimServer, ServerConfig};
 use serde_json::{Value, json};
 
 type Res<T> = Result<T, String>;
@@ -583,13 +587,6 @@ fn scaling(secrets: &[Secret], params: &Argon2Params) -> Res<(f64, f64)> {
 
 // ---- SCIM ----------------------------------------------------------------
 
-const SCIM_TOKEN: &str = "roster-bench-token-77c1";
-const SCIM_VERSION: &str = "0.8.3";
-
-fn manifest() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn free_port() -> Res<u16> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -607,108 +604,23 @@ impl Drop for Guard {
     }
 }
 
-/// The venv python with scim2-server (the same venv the tests use).
-fn scim_python() -> Res<PathBuf> {
-    let venv = manifest().join("target/scim-venv");
-    let py = venv.join("bin/python");
-    let ok = |py: &Path| {
-        Command::new(py)
-            .args(["-c", "import scim2_server.testserver.cli"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if py.exists() && ok(&py) {
-        return Ok(py);
-    }
-    if !py.exists() {
-        let st = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .map_err(|e| format!("python3 -m venv: {e}"))?;
-        if !st.success() {
-            return Err("python3 -m venv failed".into());
-        }
-    }
-    let st = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", &format!("scim2-server=={SCIM_VERSION}")])
-        .status()
-        .map_err(|e| format!("pip: {e}"))?;
-    if !st.success() {
-        return Err(format!("pip install scim2-server=={SCIM_VERSION} failed"));
-    }
-    Ok(py)
+/// A started scim2-server (the tests' harness: venv, extension schemas,
+/// readiness wait, stopped on drop) with roster's extension registered.
+fn scim_server() -> ScimServer {
+    ScimServer::start(ServerConfig {
+        extension: true,
+        ..ServerConfig::default()
+    })
 }
 
-struct Scim {
-    _child: Guard,
-    port: u16,
-}
-
-impl Scim {
-    fn start() -> Res<Scim> {
-        let py = scim_python()?;
-        let port = free_port()?;
-        let child = Command::new(py)
-            .args([
-                "-c",
-                "import sys; from scim2_server.testserver.cli import main; sys.argv[0] = 'scim2-server'; main()",
-            ])
-            .args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--bearer-token", SCIM_TOKEN])
-            .arg("--schema")
-            .arg(manifest().join("schemas/scim/roster-schemas.json"))
-            .arg("--resource-type")
-            .arg(manifest().join("schemas/scim/roster-resource-types.json"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting scim2-server: {e}"))?;
-        let mut child = Guard(child);
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let url = format!("http://127.0.0.1:{port}/v2/ServiceProviderConfig");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for _ in 0..600 {
-            if let Ok(Some(st)) = child.0.try_wait() {
-                return Err(format!("scim2-server exited early: {st}"));
-            }
-            let up = client
-                .get(&url)
-                .bearer_auth(SCIM_TOKEN)
-                .send()
-                .is_ok_and(|r| r.status().is_success());
-            if up {
-                return Ok(Scim {
-                    _child: child,
-                    port,
-                });
-            }
-            if Instant::now() >= deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("scim2-server did not answer on port {port}"))
-    }
-
-    fn store(&self, http: HttpOptions) -> Res<ScimStore> {
-        ScimStore::with_token(
-            &format!("scim+http://127.0.0.1:{}/v2", self.port),
-            &OpenOptions::default(),
-            Secret::new(SCIM_TOKEN.to_string()),
-            ScimOptions {
-                http,
-                ..ScimOptions::default()
-            },
-        )
-        .map_err(|e| e.to_string())
-    }
+fn scim_store(server: &ScimServer, http: HttpOptions) -> ScimStore {
+    server.store_with(
+        None,
+        ScimOptions {
+            http,
+            ..ScimOptions::default()
+        },
+    )
 }
 
 /// load + read + plan + apply in-process; returns (plan secs, apply secs, changes).
@@ -742,7 +654,7 @@ fn plan_and_apply(store: &dyn StateStore, config: &Path) -> Res<(f64, f64, usize
 }
 
 /// A plain load loop: `count` POST /Users over `threads` threads, bodies like roster's.
-fn scim_load_loop(scim: &Scim, count: usize, threads: usize) -> Res<f64> {
+fn scim_load_loop(scim: &ScimServer, count: usize, threads: usize) -> Res<f64> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -775,7 +687,7 @@ fn scim_load_loop(scim: &Scim, count: usize, threads: usize) -> Res<f64> {
                         });
                         let r = client
                             .post(url)
-                            .bearer_auth(SCIM_TOKEN)
+                            .bearer_auth(scim_harness::TOKEN)
                             .header("content-type", "application/scim+json")
                             .body(body.to_string())
                             .send()
@@ -807,7 +719,10 @@ fn scim_load_loop(scim: &Scim, count: usize, threads: usize) -> Res<f64> {
 }
 
 fn section_scim(s: &Scale, root: &Path) -> Res<()> {
-    println!("== 4. SCIM (scim2-server {SCIM_VERSION} on 127.0.0.1) ==");
+    println!(
+        "== 4. SCIM (scim2-server {} on 127.0.0.1) ==",
+        scim_harness::VERSION
+    );
     let work = root.join("scim");
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
 
@@ -815,14 +730,14 @@ fn section_scim(s: &Scale, root: &Path) -> Res<()> {
     let n = s.scim_managed;
     let config = work.join(format!("config-{n}"));
     gen_config(&config, n, 0, false)?;
-    let server = Scim::start()?;
-    let store = server.store(HttpOptions::default())?;
+    let server = scim_server();
+    let store = scim_store(&server, HttpOptions::default());
     let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
     println!(
         "apply of {n} users with /Bulk (setup): {changes} changes in {apply_s:.1} s, {} requests",
         store.requests_sent()
     );
-    let fresh = server.store(HttpOptions::default())?;
+    let fresh = scim_store(&server, HttpOptions::default());
     let t = Instant::now();
     let desired = roster::load::load(std::slice::from_ref(&config))
         .map_err(|d| format!("load failed: {} diagnostics", d.items.len()))?;
@@ -855,7 +770,7 @@ fn section_scim(s: &Scale, root: &Path) -> Res<()> {
                 "http://127.0.0.1:{}/v2/Users?startIndex={start}&count={page}",
                 server.port
             ))
-            .bearer_auth(SCIM_TOKEN)
+            .bearer_auth(scim_harness::TOKEN)
             .send()
             .map_err(|e| format!("GET /Users: {e}"))?;
         let body: Value = r.json().map_err(|e| format!("GET /Users body: {e}"))?;
@@ -874,18 +789,21 @@ fn section_scim(s: &Scale, root: &Path) -> Res<()> {
     let config = work.join(format!("config-{m}"));
     gen_config(&config, m, 0, false)?;
     let concurrency = HttpOptions::default().concurrency;
-    let server = Scim::start()?;
+    let server = scim_server();
     let loop_s = scim_load_loop(&server, m, concurrency)?;
     drop(server);
     let loop_rate = m as f64 / loop_s;
     println!(
         "plain load loop: {m} POST /Users on {concurrency} threads in {loop_s:.2} s = {loop_rate:.0} creates/s"
     );
-    let server = Scim::start()?;
-    let store = server.store(HttpOptions {
-        use_bulk: false,
-        ..HttpOptions::default()
-    })?;
+    let server = scim_server();
+    let store = scim_store(
+        &server,
+        HttpOptions {
+            use_bulk: false,
+            ..HttpOptions::default()
+        },
+    );
     let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
     let rate = m as f64 / apply_s;
     println!(
@@ -895,8 +813,8 @@ fn section_scim(s: &Scale, root: &Path) -> Res<()> {
         verdict(rate / loop_rate >= 0.8)
     );
     drop(server);
-    let server = Scim::start()?;
-    let store = server.store(HttpOptions::default())?;
+    let server = scim_server();
+    let store = scim_store(&server, HttpOptions::default());
     let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
     let rate = m as f64 / apply_s;
     println!(

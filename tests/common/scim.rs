@@ -19,7 +19,7 @@ use roster::store::OpenOptions;
 use roster::store::scim::{ScimOptions, ScimStore};
 
 pub const TOKEN: &str = "roster-test-token-5b1f";
-const VERSION: &str = "0.8.3";
+pub const VERSION: &str = "0.8.3";
 
 /// Wraps the server's CLI so that SIGTERM stops it cleanly (dumping resources).
 const WRAPPER: &str = r#"
