@@ -29,4 +29,30 @@ if [ ! -x "$venv/bin/scim2-server" ]; then
 fi
 export ROSTER_SCIM_VENV="$venv"
 
+# Distribution (tests/distribution.rs): cargo-deb builds the .deb (installing
+# it compiles for about 4 minutes on 2 cores, once), man-db renders the packaged
+# man page, and check-jsonschema, which ships SchemaStore's GitHub workflow and
+# action schemas, checks .github/workflows/, action.yml and the CI templates.
+cargo_deb_version=3.8.0 # also CARGO_DEB_VERSION in .github/workflows/release.yml
+if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version"; then
+  echo "Installing cargo-deb $cargo_deb_version (cargo install)" >&2
+  cargo install -q --locked "cargo-deb@$cargo_deb_version"
+fi
+if ! command -v man >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "roster tests need: man-db (run: sudo apt-get install -y man-db)" >&2
+    exit 1
+  fi
+  echo "Installing man-db from Debian's packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends man-db >/dev/null
+fi
+cj_venv="${ROSTER_CHECK_JSONSCHEMA_VENV:-$PWD/target/check-jsonschema-venv}"
+if [ ! -x "$cj_venv/bin/check-jsonschema" ]; then
+  echo "Installing check-jsonschema==0.39.0 into $cj_venv" >&2
+  python3 -m venv "$cj_venv"
+  "$cj_venv/bin/pip" install -q 'check-jsonschema==0.39.0'
+fi
+export ROSTER_CHECK_JSONSCHEMA="$cj_venv/bin/check-jsonschema"
+
 cargo test --locked "$@"

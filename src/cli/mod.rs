@@ -10,9 +10,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
 
+/// `roster --version`: the version, the git commit and the build date (from build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ROSTER_GIT_COMMIT"),
+    ", built ",
+    env!("ROSTER_BUILD_DATE"),
+    ")"
+);
+
 /// roster: declarative API users and access, reconciled from YAML in git.
 #[derive(Debug, Parser)]
-#[command(name = "roster", version, about, long_about = None, propagate_version = true)]
+#[command(name = "roster", version = VERSION, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
