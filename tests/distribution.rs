@@ -3,8 +3,8 @@
 //! binary, man page and completions used), the release archives and the
 //! container context (`scripts/package-release.sh`,
 //! `scripts/stage-container.sh`), the setup action's download-and-verify
-//! script (`scripts/install.sh`) against fake release assets served on
-//! 127.0.0.1, the release workflow, the setup action and the CI templates
+//! script (`scripts/install.sh`) and the GitLab template's install lines
+//! against fake release assets served on 127.0.0.1, the release workflow, the setup action and the CI templates
 //! against SchemaStore's JSON Schemas (`check-jsonschema`), and
 //! `roster --version` (build.rs, with and without `.git`).
 //!
@@ -477,8 +477,28 @@ fn install(server: &FileServer, version: &str, os: &str, arch: &str, dest: &Path
         .env_remove("GITHUB_ACTION_REPOSITORY"))
 }
 
+/// The GitLab template's install lines (`default.before_script`), run in
+/// `project` as GitLab's runner runs them (bash, `set -eo pipefail`).
+fn gitlab_install(server: &FileServer, version: &str, project: &Path) -> Output {
+    let doc = parse_yaml(&root().join("examples/ci/gitlab-ci.yml"));
+    let lines: Vec<&str> = doc["default"]["before_script"]
+        .as_array()
+        .expect("a before_script")
+        .iter()
+        .map(|l| l.as_str().expect("a script line"))
+        .collect();
+    fs::create_dir_all(project).expect("mkdir");
+    run(Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -eo pipefail\n{}\n", lines.join("\n")))
+        .current_dir(project)
+        .env("CI_PROJECT_DIR", project)
+        .env("ROSTER_RELEASES_URL", server.url("releases/download"))
+        .env("ROSTER_VERSION", version))
+}
+
 #[test]
-fn install_script_installs_the_verified_binary_for_each_runner() {
+fn install_script_and_gitlab_template_install_the_verified_binary() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let release = tmp.path().join("releases/download/v9.9.9");
     fs::create_dir_all(&release).expect("mkdir");
@@ -512,6 +532,17 @@ fn install_script_installs_the_verified_binary_for_each_runner() {
             && err.contains("cargo install --locked --git"),
         "{err}"
     );
+    // The GitLab template installs the host's (real) archive the same way.
+    if cfg!(target_os = "linux") {
+        let project = tmp.path().join("gitlab-project");
+        let out = gitlab_install(&server, "v9.9.9", &project);
+        let text = ok(&out, "the GitLab template's before_script");
+        assert!(text.contains(&version_line(roster_bin())), "{}", show(&out));
+        assert!(project.join(".roster-bin/roster").is_file());
+        // Cached: the next job does not download again (v0.0.404 does not exist).
+        let again = gitlab_install(&server, "v0.0.404", &project);
+        ok(&again, "the GitLab template with a cached roster");
+    }
     let missing = install(
         &server,
         "v0.0.404",
@@ -529,7 +560,7 @@ fn install_script_installs_the_verified_binary_for_each_runner() {
 }
 
 #[test]
-fn install_script_refuses_a_checksum_mismatch() {
+fn install_script_and_gitlab_template_refuse_a_checksum_mismatch() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let release = tmp.path().join("releases/download/v9.9.9");
     fs::create_dir_all(&release).expect("mkdir");
@@ -560,6 +591,22 @@ fn install_script_refuses_a_checksum_mismatch() {
         "previous\n",
         "nothing was installed"
     );
+
+    // The GitLab template refuses a tampered archive too.
+    if cfg!(target_os = "linux") {
+        let host = release.join(format!(
+            "roster-{}-unknown-linux-musl.tar.gz",
+            std::env::consts::ARCH
+        ));
+        let mut bytes = fs::read(&host).expect("read");
+        bytes.extend_from_slice(b"tampered");
+        fs::write(&host, &bytes).expect("write");
+        let project = tmp.path().join("gitlab-project");
+        let out = gitlab_install(&server, "v9.9.9", &project);
+        assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+        assert!(show(&out).contains("FAILED"), "{}", show(&out));
+        assert!(!project.join(".roster-bin/roster").exists());
+    }
 
     // An asset SHA256SUMS does not list is refused too.
     let sums = fs::read_to_string(release.join("SHA256SUMS")).expect("read");
