@@ -13,7 +13,15 @@
 #   ROSTER_INSTALL_DIR   where `roster` goes (default: ~/.local/bin)
 #   ROSTER_OS, ROSTER_ARCH  override detection (Linux|macOS, X64|ARM64, as
 #                        GitHub's RUNNER_OS and RUNNER_ARCH)
+# Option: --dry-run prints the URLs it would download and the install
+# directory, and stops.
 set -euo pipefail
+dry_run=
+case "${1:-}" in
+  --dry-run) dry_run=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+esac
 
 fail() {
   echo "roster install: $*" >&2
@@ -22,6 +30,11 @@ fail() {
 
 version=${ROSTER_VERSION:-latest}
 repo=${ROSTER_REPOSITORY:-${GITHUB_ACTION_REPOSITORY:-}}
+# In a composite action GITHUB_ACTION_REPOSITORY can be empty; the action's
+# checkout is at .../_actions/OWNER/NAME/REF.
+if [ -z "$repo" ] && [[ "${GITHUB_ACTION_PATH:-}" =~ /_actions/([^/]+)/([^/]+)/[^/]+/?$ ]]; then
+  repo=${BASH_REMATCH[1]}/${BASH_REMATCH[2]}
+fi
 dest=${ROSTER_INSTALL_DIR:-$HOME/.local/bin}
 os=${ROSTER_OS:-$(uname -s)}
 arch=${ROSTER_ARCH:-$(uname -m)}
@@ -53,6 +66,13 @@ else
   else
     base=https://github.com/$repo/releases/download/$version
   fi
+fi
+
+if [ -n "$dry_run" ]; then
+  echo "$base/SHA256SUMS"
+  echo "$base/$asset"
+  echo "$dest"
+  exit 0
 fi
 
 work=$(mktemp -d)

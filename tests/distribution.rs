@@ -1010,3 +1010,55 @@ fn version_from_a_source_tarball_without_git_still_builds() {
     assert!(!src.join(".git").exists());
     assert_eq!(run_build_script(&bin, &src, &[]).0, head[..12]);
 }
+
+#[test]
+fn install_script_finds_the_github_release_of_the_action_repository() {
+    let dry_run = |env: &[(&str, &str)]| {
+        let mut cmd = script("install.sh");
+        cmd.arg("--dry-run")
+            .env_remove("ROSTER_REPOSITORY")
+            .env_remove("ROSTER_DOWNLOAD_URL")
+            .env_remove("ROSTER_VERSION")
+            .env_remove("GITHUB_ACTION_REPOSITORY")
+            .env_remove("GITHUB_ACTION_PATH")
+            .env("ROSTER_INSTALL_DIR", "/opt/roster")
+            .env("ROSTER_OS", "Linux")
+            .env("ROSTER_ARCH", "ARM64");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(&mut cmd)
+    };
+    // `uses: acme/roster@v1`, no version: the latest release.
+    let out = dry_run(&[(
+        "GITHUB_ACTION_PATH",
+        "/home/runner/work/_actions/acme/roster/v1",
+    )]);
+    assert_eq!(
+        ok(&out, "dry run"),
+        "https://github.com/acme/roster/releases/latest/download/SHA256SUMS\n\
+         https://github.com/acme/roster/releases/latest/download/roster-aarch64-unknown-linux-musl.tar.gz\n\
+         /opt/roster\n"
+    );
+    // A pinned version, the repository named by the runner.
+    let out = dry_run(&[
+        ("GITHUB_ACTION_REPOSITORY", "acme/roster"),
+        ("ROSTER_VERSION", "v0.2.0"),
+        ("ROSTER_OS", "macOS"),
+        ("ROSTER_ARCH", "X64"),
+    ]);
+    assert_eq!(
+        ok(&out, "dry run"),
+        "https://github.com/acme/roster/releases/download/v0.2.0/SHA256SUMS\n\
+         https://github.com/acme/roster/releases/download/v0.2.0/roster-x86_64-apple-darwin.tar.gz\n\
+         /opt/roster\n"
+    );
+    // Nothing says where roster comes from: a clear refusal.
+    let out = dry_run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("set ROSTER_REPOSITORY"),
+        "{}",
+        show(&out)
+    );
+}
