@@ -337,7 +337,7 @@ fn release_workflow_builds_every_asset_with_the_tested_scripts() {
 
 /// Serves the files of a directory over HTTP/1.1 GET on a free port of
 /// 127.0.0.1, as a GitHub release serves its assets. Stops when dropped (and
-/// after two minutes at most).
+/// after five minutes at most).
 struct FileServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -352,7 +352,7 @@ impl FileServer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(120);
+            let deadline = Instant::now() + Duration::from_secs(300);
             while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
                 match listener.accept() {
                     Ok((stream, _)) => serve_one(stream, &dir),
@@ -1061,4 +1061,21 @@ fn install_script_finds_the_github_release_of_the_action_repository() {
         "{}",
         show(&out)
     );
+}
+
+/// The GitLab template's cache key was `roster-$ROSTER_GIT_URL`: a URL holds
+/// `/`, which GitLab refuses in a cache key. It is keyed by the release now.
+#[test]
+fn gitlab_cache_key_holds_no_slash_which_gitlab_refuses() {
+    let doc = parse_yaml(&root().join("examples/ci/gitlab-ci.yml"));
+    let key = doc["default"]["cache"]["key"]
+        .as_str()
+        .expect("a cache key");
+    assert_eq!(key, "roster-$ROSTER_VERSION");
+    let header = fs::read_to_string(root().join("examples/ci/gitlab-ci.yml")).expect("read");
+    assert!(
+        header.contains("ROSTER_VERSION (the roster release to install, e.g. v0.2.0)"),
+        "the template documents ROSTER_VERSION as a release tag"
+    );
+    assert!(!key.replace("$ROSTER_VERSION", "v0.2.0").contains('/'));
 }
