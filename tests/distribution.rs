@@ -117,32 +117,42 @@ fn check_schema(builtin: &str, file: &Path) -> Output {
 
 #[test]
 fn release_workflow_and_ci_templates_pass_their_json_schemas() {
-    for (schema, file) in [
-        ("vendor.github-workflows", ".github/workflows/release.yml"),
-        (
-            "vendor.github-workflows",
-            "examples/ci/github-actions/roster.yml",
-        ),
-        ("vendor.gitlab-ci", "examples/ci/gitlab-ci.yml"),
-    ] {
-        ok(&check_schema(schema, &root().join(file)), file);
+    let mut files: Vec<(&str, PathBuf)> = fs::read_dir(root().join(".github/workflows"))
+        .expect(".github/workflows")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .map(|p| ("vendor.github-workflows", p))
+        .collect();
+    assert!(files.iter().any(|(_, p)| p.ends_with("release.yml")));
+    files.push((
+        "vendor.github-workflows",
+        root().join("examples/ci/github-actions/roster.yml"),
+    ));
+    files.push(("vendor.gitlab-ci", root().join("examples/ci/gitlab-ci.yml")));
+    for (schema, file) in &files {
+        ok(&check_schema(schema, file), &file.display().to_string());
     }
-    // The check can fail: a job without runs-on, and a step key that does not exist.
+    // The check can fail: a job without runs-on; a step key that does not exist.
     let tmp = tempfile::tempdir().expect("tempdir");
-    let bad = tmp.path().join("bad.yml");
     let text = fs::read_to_string(root().join(".github/workflows/release.yml")).expect("read");
-    fs::write(
-        &bad,
-        text.replacen("    runs-on: ubuntu-22.04\n", "", 1)
-            .replacen(
-                "- uses: actions/checkout@v4",
-                "- usess: actions/checkout@v4",
-                1,
-            ),
-    )
-    .expect("write");
-    let out = check_schema("vendor.github-workflows", &bad);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    for (from, to) in [
+        ("    runs-on: ubuntu-22.04\n", ""),
+        (
+            "- uses: actions/checkout@v4",
+            "- usess: actions/checkout@v4",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let bad = tmp.path().join("bad.yml");
+        fs::write(&bad, text.replacen(from, to, 1)).expect("write");
+        let out = check_schema("vendor.github-workflows", &bad);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{from:?} removed: {}",
+            show(&out)
+        );
+    }
 }
 
 #[test]
