@@ -1089,3 +1089,22 @@ fn gitlab_cache_key_holds_no_slash_which_gitlab_refuses() {
     );
     assert!(!key.replace("$ROSTER_VERSION", "v0.2.0").contains('/'));
 }
+
+#[test]
+fn init_writes_the_setup_action_workflow_and_says_what_to_fill_in() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run(Command::new(roster_bin())
+        .args(["init", "repo", "--from", "avaamo"])
+        .current_dir(tmp.path())
+        .env("NO_COLOR", "1"));
+    ok(&out, "roster init");
+    let workflow = fs::read_to_string(tmp.path().join("repo/.github/workflows/roster.yml"))
+        .expect("the workflow");
+    assert!(workflow.contains("- uses: OWNER/roster@v1"), "{workflow}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("replace OWNER in `uses: OWNER/roster@v1`"),
+        "{}",
+        show(&out)
+    );
+}

@@ -165,6 +165,17 @@ fn init(args: &InitArgs) -> anyhow::Result<Exit> {
         "Next: roster validate {0}; roster plan {0}. See the CI usage section of roster's README for the CI setup.",
         dir.join(crate::init::CONFIG_DIR).display()
     )?;
+    if report
+        .created
+        .iter()
+        .any(|p| p.ends_with(crate::init::GITHUB_WORKFLOW_PATH))
+    {
+        writeln!(
+            err,
+            "In {}, replace OWNER in `uses: OWNER/roster@v1` with the GitHub repository that hosts roster.",
+            dir.join(crate::init::GITHUB_WORKFLOW_PATH).display()
+        )?;
+    }
     Ok(Exit::Success)
 }
 
