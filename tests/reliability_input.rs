@@ -236,6 +236,40 @@ fn cases() -> Vec<Case> {
             },
             err("fifo.yaml", Some(0), "io.read", "not a regular file"),
         ),
+        // --- issue 16: nothing outside the roots given on the command line
+        case(
+            "symlink to a credentials file outside the config directory",
+            |d| {
+                w(d, "a.yaml", USER);
+                let outside = d.with_extension("creds");
+                fs::write(&outside, "https://x-access-token:ghs_FAKE@github.com\n").expect("write");
+                symlink(&outside, d.join("x.yaml")).expect("symlink");
+            },
+            err("x.yaml", Some(0), "io.outside-root", "outside the directories"),
+        ),
+        case(
+            "symlinked directory outside the config directory",
+            |d| {
+                w(d, "a.yaml", USER);
+                let outside = d.with_extension("dir");
+                w(&outside, "b.yaml", "users:\n  bob:\n    display_name: Bob\n");
+                symlink(&outside, d.join("sub")).expect("symlink");
+            },
+            err("sub", Some(0), "io.outside-root", "outside the directories"),
+        ),
+        case(
+            "symlink to /proc/self/environ",
+            |d| symlink("/proc/self/environ", d.join("env.yaml")).expect("symlink"),
+            err("env.yaml", Some(0), "io.outside-root", "outside the directories"),
+        ),
+        case(
+            "symlink inside the config directory is followed",
+            |d| {
+                w(d, "real/a.yaml", USER);
+                symlink(d.join("real/a.yaml"), d.join("link.yaml")).expect("symlink");
+            },
+            Expect::Valid { users: 1 },
+        ),
         case(
             "unreadable file (chmod 000)",
             |d| {
@@ -381,4 +415,66 @@ fn the_binary_reports_hostile_files_with_location() {
     );
     assert!(stderr.contains("config/nul.yaml:3:"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Issue 16: a config directory whose author is the attacker links
+/// credentials, `/proc/self/environ` and a directory from outside; in every
+/// validate format the refusal is located at the link and shows no content.
+#[test]
+fn symlinks_outside_the_config_roots_are_refused_without_content_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("access");
+    fs::create_dir(&cfg).expect("mkdir");
+    w(&cfg, "a.yaml", USER);
+    const CANARY: &str = "ghs_CANARY0123456789";
+    w(
+        dir.path(),
+        ".git-credentials",
+        format!("https://x-access-token:{CANARY}@github.com\n"),
+    );
+    w(
+        dir.path(),
+        "outside/b.yaml",
+        format!("users:\n  {CANARY}: 1\n"),
+    );
+    symlink(dir.path().join(".git-credentials"), cfg.join("x.yaml")).expect("symlink");
+    symlink(dir.path().join("outside"), cfg.join("linked")).expect("symlink");
+    symlink("/proc/self/environ", cfg.join("env.yaml")).expect("symlink");
+    let p = std::ffi::CString::new(cfg.join("fifo.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+    for format in ["text", "github", "json", "gitlab"] {
+        let start = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["validate", "access", "--format", format])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("ROSTER_SCIM_TOKEN", "scim-CANARY-token")
+            .output()
+            .expect("run roster");
+        assert!(start.elapsed() < CASE_LIMIT);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {all}");
+        for leak in [
+            CANARY,
+            "x-access-token",
+            "scim-CANARY-token",
+            "ROSTER_SCIM_TOKEN",
+        ] {
+            assert!(!all.contains(leak), "{format}: {leak} leaked:\n{all}");
+        }
+        for name in [
+            "access/x.yaml",
+            "access/linked",
+            "access/env.yaml",
+            "access/fifo.yaml",
+        ] {
+            assert!(all.contains(name), "{format}: {name} not located:\n{all}");
+        }
+        assert!(all.contains("io.outside-root"), "{format}: {all}");
+    }
 }
