@@ -651,3 +651,61 @@ fn an_invalid_config_is_reported_without_waiting_for_the_store() {
     assert!(text.contains("display_nam"), "{text}");
     assert!(!text.contains("t-never-used-4471"), "{text}");
 }
+
+/// Issue 16: `roster apply … | true` exited 0 with nothing applied. A closed
+/// stdout fails an apply loudly (exit 1, nothing changed); a read-only
+/// command still ends successfully.
+#[test]
+fn apply_with_a_closed_stdout_never_exits_0_for_work_not_done() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let run_closed = |args: &[&str]| {
+        // A pipe whose read end is closed before roster starts: every write
+        // to stdout fails with EPIPE, deterministically.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(args)
+            .current_dir(env.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("ROSTER_STORE")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run roster")
+    };
+    let out = run_closed(&["apply", "config", "--yes", "--secrets-out", "s.json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path(".roster/state.json").exists(), "nothing applied");
+    assert!(!env.path("s.json").exists());
+    let plan = run_closed(&["plan", "config"]);
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+}
+
+/// Issue 15/16: `apply --plan FILE` applied without showing what it applies;
+/// the saved plan is rendered before the prompt, and with --yes too.
+#[test]
+fn apply_of_a_saved_plan_renders_it_before_applying() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let p = env.roster(&["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let ok = env.roster(&[
+        "apply",
+        "--plan",
+        "p.json",
+        "--yes",
+        "--secrets-out",
+        "s.json",
+    ]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let shown = stdout(&ok);
+    for line in ["+ user.qlearsite", "+ role.payroll-reader", "Plan: "] {
+        assert!(shown.contains(line), "{line} not shown:\n{shown}");
+    }
+}

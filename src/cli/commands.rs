@@ -18,6 +18,10 @@ use crate::store::{self, AuditEntry, LockOwner, OpenOptions, StateStore};
 
 /// Run a parsed command line. Errors are printed here; the result is the exit status.
 pub fn run(cli: Cli) -> Exit {
+    // A closed stdout (`roster plan | head`) ends a read-only command
+    // successfully; a command that changes things fails loudly instead, so
+    // that `roster apply … | true` never exits 0 for work it did not do.
+    let read_only = !matches!(cli.command, Command::Apply(_) | Command::Init(_));
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Plan(args) => plan_cmd(&args),
@@ -32,7 +36,7 @@ pub fn run(cli: Cli) -> Exit {
     };
     match result {
         Ok(exit) => exit,
-        Err(e) if is_broken_pipe(&e) => Exit::Success,
+        Err(e) if read_only && is_broken_pipe(&e) => Exit::Success,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e:#}");
             match e.downcast_ref::<apply::ApplyError>() {
@@ -380,9 +384,30 @@ fn secrets_sink(args: &ApplyArgs) -> anyhow::Result<Option<Sink>> {
         return Ok(Some(Sink::Armored { recipients, format }));
     }
     if std::io::stdout().is_terminal() {
+        if let Some(ci) = ci_detected()
+            && !args.terminal_is_private
+        {
+            bail!(
+                "this apply generates secrets and stdout is a terminal, but this is a CI run ({ci}): \
+                 a CI terminal is recorded in the build log. Pass --secrets-out FILE and/or \
+                 --secrets-recipient AGE_RECIPIENT, or --terminal-is-private if this terminal is \
+                 not recorded; nothing was changed"
+            );
+        }
         return Ok(Some(Sink::Terminal { format }));
     }
     Ok(None)
+}
+
+/// Why this looks like a CI run: the run URL, or the variable `CI` that
+/// GitHub Actions, GitLab, Buildkite, CircleCI and Travis set.
+fn ci_detected() -> Option<String> {
+    ci_run().or_else(|| {
+        std::env::var("CI")
+            .ok()
+            .filter(|v| !v.is_empty() && v != "false" && v != "0")
+            .map(|v| format!("CI={v}"))
+    })
 }
 
 fn emit(sink: &Sink, secrets: &[EmittedSecret]) -> Result<(), String> {
@@ -479,6 +504,15 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         writeln!(out, "{}", render::summary_line(&plan))?;
         return Ok(Exit::Success);
     }
+    if plan.summary.secrets > 0 && args.secrets_format == secret::SecretsFormat::Env {
+        let users = plan
+            .steps
+            .iter()
+            .filter(|s| s.kind == crate::model::Kind::User)
+            .flat_map(|s| s.generate.iter().map(move |k| (s.name.as_str(), *k)));
+        secret::check_env_names(users)
+            .map_err(|e| anyhow::anyhow!("--secrets-format env: {e}; nothing was changed"))?;
+    }
     let sink = if plan.summary.secrets > 0 {
         match secrets_sink(args)? {
             Some(s) => Some(s),
@@ -491,16 +525,16 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     } else {
         None
     };
-    if args.plan.is_none() {
-        if matches!(sink, Some(Sink::Armored { .. })) {
-            // stdout carries the armored secrets alone.
-            drop(out);
-            eprint!("{}", render::text(&plan, diag::stderr_color()));
-        } else {
-            out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())?;
-            drop(out);
-        }
+    // The plan is shown before the prompt (and with --yes, for the log),
+    // a saved plan included: what is confirmed is what is applied.
+    if matches!(sink, Some(Sink::Armored { .. })) {
+        // stdout carries the armored secrets alone.
+        drop(out);
+        eprint!("{}", render::text(&plan, diag::stderr_color()));
     } else {
+        out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())
+            .and_then(|_| out.flush())
+            .context("writing the plan to stdout; nothing was changed")?;
         drop(out);
     }
     if !args.yes {

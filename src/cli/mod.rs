@@ -192,6 +192,10 @@ pub struct ApplyArgs {
     /// age-armored, otherwise the armored text goes to stdout.
     #[arg(long, value_name = "AGE_RECIPIENT")]
     pub secrets_recipient: Vec<String>,
+    /// Allow printing generated secrets to the terminal in a CI run (detected by `CI` or a CI
+    /// run URL): say so only when the terminal is not recorded in a build log.
+    #[arg(long)]
+    pub terminal_is_private: bool,
 }
 
 #[derive(Debug, Args)]
