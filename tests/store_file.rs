@@ -188,3 +188,32 @@ fn a_serial_at_u64_max_is_an_overflow_error_not_a_wrap_to_zero() {
     assert!(err.contains("overflow"), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "nothing written");
 }
+
+/// Issue 16: a hash placed in another field of the state (an enum field, a
+/// set-rights level, a top-level key) came back in ``unknown variant
+/// `$argon2id$…` ``: the redaction covered `"…"` but not `` `…` ``.
+#[test]
+fn hashes_in_other_fields_of_the_state_are_redacted_in_errors() {
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+    let (_dir, path) = private_dir();
+    let store = FileStore::new(&path);
+    commit_on_top(&store, vec![put_user("a", user_record("A"))]);
+    let good: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let plant: [&dyn Fn(&mut serde_json::Value); 4] = [
+        &|v| v["users"]["a"]["spec"]["class"] = HASH.into(),
+        &|v| v["users"]["a"]["spec"]["authentication"] = HASH.into(),
+        &|v| v["users"]["a"]["spec"]["set_rights"] = serde_json::json!({"salary": HASH}),
+        &|v| v[HASH] = 1.into(),
+    ];
+    for (i, f) in plant.iter().enumerate() {
+        let mut v = good.clone();
+        f(&mut v);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        let err = store.read().expect_err("a corrupt state").to_string();
+        assert!(
+            !err.contains("argon2") && !err.contains("c2FsdHNh"),
+            "{i}: {err}"
+        );
+        assert!(err.contains("is corrupt"), "{i}: {err}");
+    }
+}

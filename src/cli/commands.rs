@@ -38,7 +38,12 @@ pub fn run(cli: Cli) -> Exit {
         Ok(exit) => exit,
         Err(e) if read_only && is_broken_pipe(&e) => Exit::Success,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            // No URL in any message carries user info or a query string.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                store::redact_urls(&format!("{e:#}"))
+            );
             match e.downcast_ref::<apply::ApplyError>() {
                 Some(apply::ApplyError::Interrupted { signal, .. }) => Exit::Interrupted(*signal),
                 _ => Exit::Failure,

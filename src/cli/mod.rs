@@ -118,7 +118,8 @@ pub struct StoreArgs {
     /// Store URL: file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX.
     #[arg(long, env = "ROSTER_STORE", default_value = crate::store::DEFAULT_STORE_URL)]
     pub store: String,
-    /// Allow scim+http:// to a host other than loopback (the token travels in clear text).
+    /// Allow scim+http://, and plain etcd:// with credentials, to a host other than loopback
+    /// (the token or password travels in clear text).
     #[arg(long)]
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for https stores.
