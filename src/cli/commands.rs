@@ -93,9 +93,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Escape the message part of a GitHub workflow command.
+/// Escape the message part of a GitHub workflow command (control characters
+/// of config content as `\u{…}` first: the job log renders ANSI sequences).
 fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
+    crate::escape::text(s)
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
