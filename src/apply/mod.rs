@@ -187,6 +187,9 @@ pub fn apply_locked(
         }
         .into());
     }
+    // What was shown (each step's changes) is what will be written.
+    crate::plan::verify::check_against(plan, &snapshot)
+        .map_err(|(address, detail)| ApplyError::BadPlan { address, detail })?;
     let now = options.now.as_str();
     let mut changes = Vec::with_capacity(plan.steps.len());
     let mut pending: Vec<Pending> = Vec::new();

@@ -63,10 +63,17 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
     let paths = paths_or_cwd(&args.paths);
     let result = load::load(&paths);
+    let warnings = match &result {
+        Ok(desired) => load::warnings::check(desired),
+        Err(_) => Vec::new(),
+    };
     let mut out = std::io::stdout().lock();
     match (&result, args.format) {
         (Ok(_), ValidateFormat::Json) => {
-            writeln!(out, "{}", diag::Diagnostics::default().render_json())?
+            let mut v: serde_json::Value =
+                serde_json::from_str(&diag::Diagnostics::default().render_json())?;
+            v["warnings"] = serde_json::to_value(&warnings)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
         }
         (Err(d), ValidateFormat::Json) => writeln!(out, "{}", d.render_json())?,
         (Ok(desired), ValidateFormat::Text) => writeln!(
@@ -81,10 +88,25 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
             drop(out);
             eprint!("{}", d.render_text(diag::stderr_color()));
         }
-        (Ok(_), ValidateFormat::Github) => {}
+        (Ok(_), ValidateFormat::Github) => {
+            for w in &warnings {
+                writeln!(
+                    out,
+                    "::warning title={}::{}: {}",
+                    gh_property(&format!("roster {}", w.code)),
+                    w.field,
+                    gh_data(&w.message)
+                )?;
+            }
+        }
         (Err(d), ValidateFormat::Github) => out.write_all(github_annotations(d).as_bytes())?,
         (Ok(_), ValidateFormat::Gitlab) => writeln!(out, "[]")?,
         (Err(d), ValidateFormat::Gitlab) => writeln!(out, "{}", gitlab_code_quality(d))?,
+    }
+    if matches!(args.format, ValidateFormat::Text | ValidateFormat::Gitlab) {
+        for w in &warnings {
+            eprintln!("warning[{}]: {}: {}", w.code, w.field, w.message);
+        }
     }
     Ok(if result.is_ok() {
         Exit::Success
@@ -278,19 +300,26 @@ fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
     let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal)? else {
         return Ok(Exit::Failure);
     };
-    if let Some(out) = &args.out {
-        std::fs::write(out, render::json(&plan))
-            .with_context(|| format!("writing the plan to {}", out.display()))?;
-    }
+    let saved_digest = match &args.out {
+        Some(out) => {
+            let body = render::json(&plan);
+            std::fs::write(out, &body)
+                .with_context(|| format!("writing the plan to {}", out.display()))?;
+            Some(plan::verify::file_digest(body.as_bytes()))
+        }
+        None => None,
+    };
     std::io::stdout()
         .lock()
         .write_all(render_plan(&plan, args.format).as_bytes())?;
     if let Some(out) = &args.out {
+        let digest = saved_digest.unwrap_or_default();
         eprintln!(
-            "Saved the plan to {}; apply it with: roster apply --plan {}",
+            "Saved the plan to {}; apply it with: roster apply --plan {} --expect-digest {digest}",
             out.display(),
             out.display()
         );
+        eprintln!("Plan digest: {digest}");
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {
         Exit::Changes
@@ -299,9 +328,11 @@ fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
     })
 }
 
-fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+/// A saved plan, checked, and the digest of the very bytes it was read from.
+fn read_plan_with_digest(path: &Path) -> anyhow::Result<(Plan, String)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let digest = plan::verify::file_digest(&bytes);
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a roster plan (invalid JSON)", path.display()))?;
     let version = value
@@ -317,12 +348,20 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
             plan::FORMAT_VERSION
         );
     }
-    serde_json::from_value(value)
-        .with_context(|| format!("{} is not a valid roster plan", path.display()))
+    let plan: Plan = serde_json::from_value(value)
+        .with_context(|| format!("{} is not a valid roster plan", path.display()))?;
+    plan::verify::check_saved(&plan).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a consistent roster plan: {e}; refusing to show or apply it",
+            path.display()
+        )
+    })?;
+    Ok((plan, digest))
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<Exit> {
-    let plan = read_plan(&args.planfile)?;
+    let (plan, digest) = read_plan_with_digest(&args.planfile)?;
+    eprintln!("Plan digest: {digest}");
     std::io::stdout()
         .lock()
         .write_all(render_plan(&plan, args.format).as_bytes())?;
@@ -486,7 +525,18 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     };
     let plan = match &args.plan {
         Some(path) => {
-            let plan = read_plan(path)?;
+            let (plan, found) = read_plan_with_digest(path)?;
+            if let Some(expected) = &args.expect_digest {
+                let normalized = |d: &str| d.trim().trim_start_matches("sha256:").to_lowercase();
+                if normalized(expected) != normalized(&found) {
+                    bail!(
+                        "the plan {} has digest {found}, not the expected {}: it is not the \
+                         reviewed plan; nothing was changed",
+                        path.display(),
+                        expected.trim()
+                    );
+                }
+            }
             let info = store.info();
             if let Some(made_for) = &plan.store
                 && made_for.location != info.location

@@ -174,6 +174,10 @@ pub struct ApplyArgs {
     /// Apply exactly this saved plan; refused if the store changed since.
     #[arg(long, value_name = "PLANFILE")]
     pub plan: Option<PathBuf>,
+    /// With --plan: refuse unless the plan file's digest (printed by `plan --out` and `show`)
+    /// is this `sha256:HEX`, so CI applies exactly the reviewed plan.
+    #[arg(long, value_name = "DIGEST", requires = "plan")]
+    pub expect_digest: Option<String>,
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,

@@ -10,6 +10,7 @@
 
 pub mod diag;
 pub mod schema;
+pub mod warnings;
 pub mod yaml;
 
 use std::cell::OnceCell;

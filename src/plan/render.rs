@@ -172,6 +172,46 @@ fn access_lines(a: &AccessChange) -> Vec<String> {
     out.iter().map(|l| esc(l)).collect()
 }
 
+/// The secret policy, when it is not roster's default (the token prefix
+/// aside, which every token shows): one line saying what apply will generate
+/// and hash with, then one line per weakness below the floors
+/// ([`crate::secret::policy`]).
+fn policy_lines(plan: &Plan) -> Vec<String> {
+    let p = &plan.secret_policy;
+    let default = crate::model::Settings::default();
+    if p.password == default.password
+        && p.token.bytes == default.token.bytes
+        && p.argon2 == default.argon2
+    {
+        return Vec::new();
+    }
+    let pw = &p.password;
+    let classes: Vec<&str> = [
+        (pw.lowercase, "lowercase"),
+        (pw.uppercase, "uppercase"),
+        (pw.digits, "digits"),
+        (pw.symbols, "symbols"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    let mut out = vec![format!(
+        "Secret policy (not the default): passwords of {} characters ({}, {:.0} bits), tokens of {} random bytes, argon2id m={} KiB t={} p={}",
+        pw.length,
+        classes.join(", "),
+        crate::secret::policy::password_bits(pw),
+        p.token.bytes,
+        p.argon2.memory_kib,
+        p.argon2.iterations,
+        p.argon2.parallelism
+    )];
+    for (code, message) in crate::secret::policy::weaknesses(pw, &p.argon2) {
+        out.push(format!("warning[{code}]: {message}"));
+    }
+    out
+}
+
 /// The closing line, e.g. `Plan: 2 to create, 1 to update, 3 secrets to generate.`
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
@@ -220,6 +260,13 @@ pub fn text(plan: &Plan, color: bool) -> String {
     let _ = writeln!(out, "roster plan against {}\n", store_line(plan));
     for line in &plan.limitations {
         let _ = writeln!(out, "note: {}", esc(line));
+    }
+    let policy = policy_lines(plan);
+    for line in &policy {
+        let _ = writeln!(out, "{line}");
+    }
+    if !policy.is_empty() {
+        out.push('\n');
     }
     for s in &plan.steps {
         let _ = writeln!(
@@ -311,6 +358,14 @@ pub fn markdown(plan: &Plan) -> String {
     }
     for line in &plan.limitations {
         let _ = writeln!(out, "> [!NOTE]\n> {}\n", md_text(line));
+    }
+    let policy = policy_lines(plan);
+    if !policy.is_empty() {
+        let _ = writeln!(out, "> [!WARNING]");
+        for line in &policy {
+            let _ = writeln!(out, "> {}  ", md_text(line));
+        }
+        out.push('\n');
     }
     if !plan.drift.is_empty() {
         let _ = writeln!(

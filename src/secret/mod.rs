@@ -26,6 +26,7 @@ mod file;
 mod generate;
 mod hash;
 mod output;
+pub mod policy;
 
 pub use encrypt::{encrypt_armored, parse_recipients};
 pub use file::{check_secrets_path, write_secrets_file};
