@@ -263,7 +263,10 @@ pub fn apply_locked(
                     name: step.name.clone(),
                     record: record(spec, meta),
                     renamed_from: step.renamed_from.clone(),
-                    secrets: NewSecrets::default(),
+                    secrets: NewSecrets {
+                        revoke_password: step.revoke.contains(&SecretKind::Password),
+                        ..NewSecrets::default()
+                    },
                 }
             }
         };

@@ -144,6 +144,10 @@ impl Snapshot {
 pub struct NewSecrets {
     pub password: Option<Secret>,
     pub token: Option<Secret>,
+    /// The user's password is revoked: a store that holds passwords itself
+    /// (SCIM) must make the one it holds unusable (replace it with an
+    /// unknowable random value), not only forget its hash.
+    pub revoke_password: bool,
 }
 
 /// One change in a commit.
