@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod cli;
+pub mod escape;
 pub mod export;
 pub mod init;
 pub mod load;

@@ -651,3 +651,349 @@ fn an_invalid_config_is_reported_without_waiting_for_the_store() {
     assert!(text.contains("display_nam"), "{text}");
     assert!(!text.contains("t-never-used-4471"), "{text}");
 }
+
+/// Issue 16: `roster apply … | true` exited 0 with nothing applied. A closed
+/// stdout fails an apply loudly (exit 1, nothing changed); a read-only
+/// command still ends successfully.
+#[test]
+fn apply_with_a_closed_stdout_never_exits_0_for_work_not_done() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let run_closed = |args: &[&str]| {
+        // A pipe whose read end is closed before roster starts: every write
+        // to stdout fails with EPIPE, deterministically.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(args)
+            .current_dir(env.dir.path())
+            .env("NO_COLOR", "1")
+            .env_remove("ROSTER_STORE")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run roster")
+    };
+    let out = run_closed(&["apply", "config", "--yes", "--secrets-out", "s.json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path(".roster/state.json").exists(), "nothing applied");
+    assert!(!env.path("s.json").exists());
+    let plan = run_closed(&["plan", "config"]);
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+}
+
+/// Issue 15/16: `apply --plan FILE` applied without showing what it applies;
+/// the saved plan is rendered before the prompt, and with --yes too.
+#[test]
+fn apply_of_a_saved_plan_renders_it_before_applying() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let p = env.roster(&["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let ok = env.roster(&[
+        "apply",
+        "--plan",
+        "p.json",
+        "--yes",
+        "--secrets-out",
+        "s.json",
+    ]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    let shown = stdout(&ok);
+    for line in ["+ user.qlearsite", "+ role.payroll-reader", "Plan: "] {
+        assert!(shown.contains(line), "{line} not shown:\n{shown}");
+    }
+}
+
+fn edit_plan(env: &Env, file: &str, f: impl FnOnce(&mut Value)) {
+    let path = env.path(file);
+    let mut v: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    f(&mut v);
+    fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+fn step_mut<'a>(plan: &'a mut Value, address: &str) -> &'a mut Value {
+    plan["steps"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["address"] == address)
+        .unwrap_or_else(|| panic!("no step {address}"))
+}
+
+/// Issue 16: `show` rendered a step's `changes` while `apply --plan` wrote
+/// its `target`: adding `everything.admin` to the target's permissions
+/// reached the store while `show` showed only the reviewed change. A saved
+/// plan whose parts disagree is refused by both, and a plan whose changes
+/// are not the difference between the store and the target is refused by
+/// apply, with nothing changed.
+#[test]
+fn a_saved_plan_whose_target_differs_from_its_changes_is_refused() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let first = env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    env.write(
+        "base.yaml",
+        &BASE.replace(
+            "permissions: [payroll.read]",
+            "permissions: [payroll.read, payroll.export]",
+        ),
+    );
+    let p = env.roster(&["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let before = fs::read(env.path(".roster/state.json")).unwrap();
+
+    // 1. The target alone edited: refused on load by show and apply.
+    fs::copy(env.path("p.json"), env.path("t.json")).unwrap();
+    edit_plan(&env, "t.json", |v| {
+        step_mut(v, "role.payroll-reader")["target"]["permissions"]
+            .as_array_mut()
+            .unwrap()
+            .push("everything.admin".into());
+    });
+    for args in [
+        vec!["show", "t.json"],
+        vec!["apply", "--plan", "t.json", "--yes"],
+    ] {
+        let out = env.roster(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("not a consistent roster plan"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("role.payroll-reader"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!stdout(&out).contains("everything.admin"));
+    }
+
+    // 2. Target and changes edited together, `before` claiming the store
+    // already has the permission (so the diff shows nothing new): show sees a
+    // consistent plan, apply compares with the store and refuses.
+    fs::copy(env.path("p.json"), env.path("u.json")).unwrap();
+    edit_plan(&env, "u.json", |v| {
+        let step = step_mut(v, "role.payroll-reader");
+        step["target"]["permissions"] =
+            serde_json::json!(["everything.admin", "payroll.export", "payroll.read"]);
+        step["changes"][0]["before"] = serde_json::json!(["everything.admin", "payroll.read"]);
+        step["changes"][0]["after"] =
+            serde_json::json!(["everything.admin", "payroll.export", "payroll.read"]);
+    });
+    let out = env.roster(&["apply", "--plan", "u.json", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the plan is damaged: step role.payroll-reader"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read(env.path(".roster/state.json")).unwrap(),
+        before,
+        "nothing written"
+    );
+
+    // 3. The untouched plan applies.
+    let ok = env.roster(&["apply", "--plan", "p.json", "--yes"]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert_eq!(
+        env.state()["roles"]["payroll-reader"]["spec"]["permissions"],
+        serde_json::json!(["payroll.export", "payroll.read"])
+    );
+}
+
+/// Issue 16: editing a saved plan's `secret_policy` made apply generate a
+/// 1-character password hashed with m=8,t=1 while `show` displayed none of
+/// it. Out-of-schema values are refused; weak values within the schema are
+/// shown (with warnings) by `show` and by apply before it asks.
+#[test]
+fn a_saved_plan_secret_policy_is_checked_and_shown() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let p = env.roster(&["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    fs::copy(env.path("p.json"), env.path("bad.json")).unwrap();
+    edit_plan(&env, "bad.json", |v| {
+        v["secret_policy"]["password"]["length"] = 1.into();
+        v["secret_policy"]["argon2"]["memory_kib"] = 8.into();
+    });
+    for args in [
+        vec!["show", "bad.json"],
+        vec![
+            "apply",
+            "--plan",
+            "bad.json",
+            "--yes",
+            "--secrets-out",
+            "s.json",
+        ],
+    ] {
+        let out = env.roster(&args);
+        assert_eq!(code(&out), 1, "{args:?}");
+        assert!(
+            stderr(&out).contains("secret_policy.password"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!env.path(".roster/state.json").exists());
+    assert!(!env.path("s.json").exists());
+    edit_plan(&env, "p.json", |v| {
+        v["secret_policy"]["password"] = serde_json::json!({"length": 16, "lowercase": false, "uppercase": false, "digits": true, "symbols": false});
+        v["secret_policy"]["argon2"] =
+            serde_json::json!({"memory_kib": 8192, "iterations": 1, "parallelism": 1});
+    });
+    for format in ["text", "markdown"] {
+        let show = env.roster(&["show", "p.json", "--format", format]);
+        assert_eq!(code(&show), 0, "{}", stderr(&show));
+        let text = stdout(&show);
+        assert!(
+            text.contains("passwords of 16 characters (digits, 53 bits)"),
+            "{text}"
+        );
+        assert!(text.contains("m=8192 KiB t=1 p=1"), "{text}");
+        assert!(
+            text.contains("secrets.weak-password") && text.contains("secrets.weak-argon2"),
+            "{text}"
+        );
+    }
+    let out = env.roster(&[
+        "apply",
+        "--plan",
+        "p.json",
+        "--yes",
+        "--secrets-out",
+        "s.json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("secrets.weak-argon2"),
+        "apply shows the policy: {}",
+        stdout(&out)
+    );
+}
+
+/// Issue 16: CI could not pin the reviewed plan. `plan --out` prints a
+/// digest over the whole plan file; `apply --plan --expect-digest` refuses
+/// any other file before changing anything.
+#[test]
+fn apply_expect_digest_refuses_a_plan_other_than_the_reviewed_one() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    let p = env.roster(&["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&p), 0, "{}", stderr(&p));
+    let line = stderr(&p)
+        .lines()
+        .find_map(|l| l.strip_prefix("Plan digest: ").map(str::to_string))
+        .expect("a digest line");
+    let digest = line.trim().to_string();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 7 + 64,
+        "{digest}"
+    );
+    let shown = env.roster(&["show", "p.json"]);
+    assert!(stderr(&shown).contains(&digest), "{}", stderr(&shown));
+    // A harmless-looking edit (the display name of one user) changes the digest.
+    let text = fs::read_to_string(env.path("p.json")).unwrap();
+    fs::write(
+        env.path("q.json"),
+        text.replace("Benefits sync", "Benefits sync "),
+    )
+    .unwrap();
+    let out = env.roster(&[
+        "apply",
+        "--plan",
+        "q.json",
+        "--yes",
+        "--expect-digest",
+        &digest,
+        "--secrets-out",
+        "s.json",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("it is not the reviewed plan"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path(".roster/state.json").exists());
+    assert!(!env.path("s.json").exists());
+    let ok = env.roster(&[
+        "apply",
+        "--plan",
+        "p.json",
+        "--yes",
+        "--expect-digest",
+        &digest,
+        "--secrets-out",
+        "s.json",
+    ]);
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+}
+
+/// Issue 16: a config could set the secret policy and argon2 cost below the
+/// OWASP floor (16 digits, 8 MiB, 1 iteration) without a word. `validate`
+/// warns with documented codes (still valid: exit 0) in every format, and
+/// the plan shows the policy.
+#[test]
+fn a_secret_policy_below_the_floor_is_a_validate_warning_and_shown_in_the_plan() {
+    let env = Env::new();
+    env.write("base.yaml", BASE);
+    env.write(
+        "settings.yaml",
+        "settings:\n  password: {length: 16, lowercase: false, uppercase: false, digits: true, symbols: false}\n  \
+         argon2: {memory_kib: 8192, iterations: 1, parallelism: 1}\n",
+    );
+    let text = env.roster(&["validate", "config"]);
+    assert_eq!(code(&text), 0, "{}", stderr(&text));
+    for c in [
+        "warning[secrets.weak-password]: settings.password",
+        "warning[secrets.weak-argon2]: settings.argon2",
+    ] {
+        assert!(stderr(&text).contains(c), "{}", stderr(&text));
+    }
+    let json = env.roster(&["validate", "config", "--format", "json"]);
+    assert_eq!(code(&json), 0);
+    let v: Value = serde_json::from_str(&stdout(&json)).expect("JSON");
+    assert_eq!(v["valid"], true);
+    let codes: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["secrets.weak-password", "secrets.weak-argon2"]);
+    let gh = env.roster(&["validate", "config", "--format", "github"]);
+    assert_eq!(code(&gh), 0);
+    assert!(
+        stdout(&gh).contains("::warning title=roster secrets.weak-argon2::"),
+        "{}",
+        stdout(&gh)
+    );
+    let plan = env.roster(&["plan", "config"]);
+    assert!(
+        stdout(&plan).contains(
+            "Secret policy (not the default): passwords of 16 characters (digits, 53 bits)"
+        ),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains("warning[secrets.weak-argon2]"),
+        "{}",
+        stdout(&plan)
+    );
+    // The default policy: no warning, no policy line.
+    env.remove("settings.yaml");
+    let clean = env.roster(&["validate", "config"]);
+    assert!(!stderr(&clean).contains("warning"), "{}", stderr(&clean));
+    assert!(!stdout(&env.roster(&["plan", "config"])).contains("Secret policy"));
+}

@@ -249,8 +249,7 @@ fn on_a_terminal_secrets_are_printed_once_under_a_banner() {
     let d = dir.path();
     iris(d);
     let cmd = format!("{} apply config --yes", env!("CARGO_BIN_EXE_roster"));
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
+    let out = not_ci(Command::new("script").args(["-qec", &cmd, "/dev/null"]))
         .current_dir(d)
         .env("NO_COLOR", "1")
         .output()
@@ -279,12 +278,123 @@ fn on_a_terminal_secrets_are_printed_once_under_a_banner() {
         .unwrap();
     assert!(verify_secret(q["value"].as_str().unwrap(), hash));
     // The second apply prints nothing: nothing new was generated.
-    let out = Command::new("script")
-        .args(["-qec", &cmd, "/dev/null"])
+    let out = not_ci(Command::new("script").args(["-qec", &cmd, "/dev/null"]))
         .current_dir(d)
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("shown once"));
+}
+
+/// The variables by which roster detects a CI run, removed.
+fn not_ci(cmd: &mut Command) -> &mut Command {
+    for var in [
+        "CI",
+        "GITHUB_SERVER_URL",
+        "GITHUB_REPOSITORY",
+        "GITHUB_RUN_ID",
+        "CI_PIPELINE_URL",
+        "CI_JOB_URL",
+        "BUILD_URL",
+        "CIRCLE_BUILD_URL",
+        "BUILDKITE_BUILD_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Issue 16: Buildkite runs jobs in a pty, and secrets printed to it landed
+/// in the build log. In a detected CI run, terminal output of secrets is
+/// refused before anything changes unless --terminal-is-private says the
+/// terminal is not recorded.
+#[test]
+fn secrets_on_a_ci_terminal_are_refused_unless_declared_private() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("`script` (util-linux) is not installed: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    iris(d);
+    let bin = env!("CARGO_BIN_EXE_roster");
+    let refused = not_ci(Command::new("script").args([
+        "-qec",
+        &format!("{bin} apply config --yes; echo EXIT=$?"),
+        "/dev/null",
+    ]))
+    .current_dir(d)
+    .env("NO_COLOR", "1")
+    .env(
+        "BUILDKITE_BUILD_URL",
+        "https://buildkite.com/acme/roster/builds/7",
+    )
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(text.contains("EXIT=1"), "{text}");
+    assert!(text.contains("this is a CI run"), "{text}");
+    assert!(text.contains("--terminal-is-private"), "{text}");
+    assert!(!text.contains("shown once"), "{text}");
+    assert!(!d.join(".roster/state.json").exists(), "nothing changed");
+    let allowed = not_ci(Command::new("script").args([
+        "-qec",
+        &format!("{bin} apply config --yes --terminal-is-private"),
+        "/dev/null",
+    ]))
+    .current_dir(d)
+    .env("NO_COLOR", "1")
+    .env("CI", "true")
+    .output()
+    .unwrap();
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert!(
+        text.contains("shown once, they will not be shown again"),
+        "{text}"
+    );
+}
+
+/// Issue 16: `hr-sync` and `hr.sync` both mapped to
+/// `ROSTER_SECRET_HR_SYNC_TOKEN`; sourcing the env file kept one of them.
+/// The env format is refused before anything changes.
+#[test]
+fn env_secrets_format_name_collisions_are_refused_before_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir(d.join("config")).unwrap();
+    fs::write(
+        d.join("config/users.yaml"),
+        "users:\n  hr-sync:\n    display_name: HR sync\n    credentials: {token: true}\n  \
+         hr.sync:\n    display_name: HR sync (low)\n    credentials: {token: true}\n",
+    )
+    .unwrap();
+    let out = roster(
+        d,
+        &[
+            "apply",
+            "config",
+            "--yes",
+            "--secrets-out",
+            "s.env",
+            "--secrets-format",
+            "env",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`hr-sync` and `hr.sync` both map to ROSTER_SECRET_HR_SYNC_TOKEN"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert!(!d.join("s.env").exists());
+    assert!(!d.join(".roster/state.json").exists());
+    // The JSON format keeps them apart.
+    let out = roster(d, &["apply", "config", "--yes", "--secrets-out", "s.json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

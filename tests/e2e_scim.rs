@@ -760,3 +760,78 @@ fn a_change_refused_after_the_commit_point_is_corrected_in_the_audit_trail() {
         "{entries:#}"
     );
 }
+
+/// Issue 16: revocation must revoke where the secret lives. A user whose
+/// `credentials.password` became false, and a deactivated user, kept their
+/// issued passwords active on the SCIM server while roster reported
+/// `revoke password` `ok`. Now the server's password is replaced by a random
+/// value nobody received: the issued one no longer works there. Checked with
+/// and without roster's extension (without it, roster cannot tell whether a
+/// password was issued, so every user that may not have one gets one nobody
+/// knows).
+#[test]
+fn revoked_passwords_are_replaced_on_the_scim_server() {
+    for extension in [true, false] {
+        let mut server = ScimServer::start(ServerConfig {
+            extension,
+            ..ServerConfig::default()
+        });
+        let env = Env::new(server.url(None));
+        env.example("iris-hr");
+        let users_file = env.path("iris-hr/users.yaml");
+        let original = fs::read_to_string(&users_file).expect("users.yaml");
+        let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s1.json"]);
+        assert_eq!(code(&a), 0, "{}", show(&a));
+        let s1 = secrets(&env.path("s1.json"));
+        let issued = |user: &str| s1[&(user.to_string(), "password".to_string())].clone();
+        // qlearsite: password turned off; pension-provider: deactivated.
+        let changed = cut_block(&original, "  pension-provider:", "  bi-warehouse:").replace(
+            "credentials: {password: true}\n    set_rights:\n      personal: read\n      contract: read",
+            "credentials: {password: false}\n    set_rights:\n      personal: read\n      contract: read",
+        );
+        assert_ne!(changed, original);
+        fs::write(&users_file, &changed).expect("write");
+        let plan = env.roster(&["plan", "iris-hr"]);
+        if extension {
+            assert!(
+                stdout(&plan).contains("~ user.qlearsite (revoke password)"),
+                "{}",
+                show(&plan)
+            );
+        }
+        let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s2.json"]);
+        assert_eq!(code(&a), 0, "{}", show(&a));
+        assert!(!stderr(&a).contains("FAILED"), "{}", show(&a));
+        // Without the extension the server cannot hold the credentials flags
+        // (a limitation every plan states), so turning a password off is not
+        // a change roster can see there; a deactivation is.
+        let revoked: &[&str] = if extension {
+            assert!(
+                stderr(&a).contains("ok      user.qlearsite"),
+                "{}",
+                show(&a)
+            );
+            &["qlearsite", "pension-provider"]
+        } else {
+            &["pension-provider"]
+        };
+        let dump = server.stop_and_dump();
+        for user in revoked.iter().copied() {
+            let held = dump
+                .as_array()
+                .and_then(|a| a.iter().find(|r| r["userName"] == user))
+                .unwrap_or_else(|| panic!("{user} not in the dump"))["password"]
+                .as_str()
+                .map(str::to_string);
+            assert!(
+                held.as_deref() != Some(issued(user).as_str()),
+                "extension {extension}: {user}'s issued password still works on the server"
+            );
+            // Replaced, not left empty: a random value of the default policy.
+            assert!(
+                held.is_some_and(|p| p.len() >= 32),
+                "extension {extension}: {user}"
+            );
+        }
+    }
+}

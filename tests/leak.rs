@@ -206,3 +206,85 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Issue 16, in the leak suite: a real hash moved into other fields of the
+/// state (an enum field, a set-rights level, a top-level key) comes back in
+/// no command's output (it used to, inside ``unknown variant `…` ``); and a
+/// store URL carrying a password or a token in its query is echoed by no
+/// error.
+#[test]
+fn hashes_moved_into_other_state_fields_and_url_credentials_never_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    cli::copy_example("iris-hr", &d.join("config"));
+    let (ok, r) = roster(d, &["apply", "config", "--yes", "--secrets-out", "s1.json"]);
+    assert!(ok, "{}", r.out);
+    let state_path = d.join(".roster/state.json");
+    let (hashes, _) = hashes_and_rest(&state_path);
+    let hash = hashes.first().expect("a hash").clone();
+    let good: Value = serde_json::from_str(&fs::read_to_string(&state_path).unwrap()).unwrap();
+    let user = good["users"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    type Plant<'a> = (&'a str, Box<dyn Fn(&mut Value) + 'a>);
+    let plants: [Plant; 4] = [
+        (
+            "spec.class",
+            Box::new(|v| v["users"][&user]["spec"]["class"] = hash.clone().into()),
+        ),
+        (
+            "spec.authentication",
+            Box::new(|v| v["users"][&user]["spec"]["authentication"] = hash.clone().into()),
+        ),
+        (
+            "set_rights",
+            Box::new(|v| {
+                v["users"][&user]["spec"]["set_rights"] =
+                    serde_json::json!({"salary": hash.clone()})
+            }),
+        ),
+        ("top-level key", Box::new(|v| v[hash.as_str()] = 1.into())),
+    ];
+    for (what, plant) in &plants {
+        let mut v = good.clone();
+        plant(&mut v);
+        fs::write(&state_path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        for args in [
+            vec!["plan", "config", "-vvv"],
+            vec!["plan", "config", "--format", "json"],
+            vec![
+                "apply",
+                "config",
+                "--yes",
+                "--secrets-out",
+                "s9.json",
+                "-vvv",
+            ],
+            vec!["export"],
+            vec!["history"],
+        ] {
+            let (ok, r) = roster(d, &args);
+            assert!(!ok, "{what}: {args:?} should fail on the corrupt state");
+            assert_clean(
+                &format!("{what}: roster {}", args.join(" ")),
+                &r.out,
+                &[],
+                &hashes,
+            );
+            assert!(r.out.contains("is corrupt"), "{what}: {}", r.out);
+        }
+    }
+    for url in [
+        "scim+https://admin:hunter2-leak@scim.example/v2",
+        "etcd://root:pa/ss-hunter2-leak@10.0.0.1:2379/roster",
+        "etcd://10.0.0.1:2379/roster?token=hunter2-leak",
+    ] {
+        let (ok, r) = roster(d, &["plan", "config", "--store", url, "-vvv"]);
+        assert!(!ok, "{url}");
+        assert!(!r.out.contains("hunter2-leak"), "{url}: {}", r.out);
+    }
+}

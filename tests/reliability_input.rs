@@ -236,6 +236,40 @@ fn cases() -> Vec<Case> {
             },
             err("fifo.yaml", Some(0), "io.read", "not a regular file"),
         ),
+        // --- issue 16: nothing outside the roots given on the command line
+        case(
+            "symlink to a credentials file outside the config directory",
+            |d| {
+                w(d, "a.yaml", USER);
+                let outside = d.with_extension("creds");
+                fs::write(&outside, "https://x-access-token:ghs_FAKE@github.com\n").expect("write");
+                symlink(&outside, d.join("x.yaml")).expect("symlink");
+            },
+            err("x.yaml", Some(0), "io.outside-root", "outside the directories"),
+        ),
+        case(
+            "symlinked directory outside the config directory",
+            |d| {
+                w(d, "a.yaml", USER);
+                let outside = d.with_extension("dir");
+                w(&outside, "b.yaml", "users:\n  bob:\n    display_name: Bob\n");
+                symlink(&outside, d.join("sub")).expect("symlink");
+            },
+            err("sub", Some(0), "io.outside-root", "outside the directories"),
+        ),
+        case(
+            "symlink to /proc/self/environ",
+            |d| symlink("/proc/self/environ", d.join("env.yaml")).expect("symlink"),
+            err("env.yaml", Some(0), "io.outside-root", "outside the directories"),
+        ),
+        case(
+            "symlink inside the config directory is followed",
+            |d| {
+                w(d, "real/a.yaml", USER);
+                symlink(d.join("real/a.yaml"), d.join("link.yaml")).expect("symlink");
+            },
+            Expect::Valid { users: 1 },
+        ),
         case(
             "unreadable file (chmod 000)",
             |d| {
@@ -381,4 +415,322 @@ fn the_binary_reports_hostile_files_with_location() {
     );
     assert!(stderr.contains("config/nul.yaml:3:"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Issue 16: a config directory whose author is the attacker links
+/// credentials, `/proc/self/environ` and a directory from outside; in every
+/// validate format the refusal is located at the link and shows no content.
+#[test]
+fn symlinks_outside_the_config_roots_are_refused_without_content_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("access");
+    fs::create_dir(&cfg).expect("mkdir");
+    w(&cfg, "a.yaml", USER);
+    const CANARY: &str = "ghs_CANARY0123456789";
+    w(
+        dir.path(),
+        ".git-credentials",
+        format!("https://x-access-token:{CANARY}@github.com\n"),
+    );
+    w(
+        dir.path(),
+        "outside/b.yaml",
+        format!("users:\n  {CANARY}: 1\n"),
+    );
+    symlink(dir.path().join(".git-credentials"), cfg.join("x.yaml")).expect("symlink");
+    symlink(dir.path().join("outside"), cfg.join("linked")).expect("symlink");
+    symlink("/proc/self/environ", cfg.join("env.yaml")).expect("symlink");
+    let p = std::ffi::CString::new(cfg.join("fifo.yaml").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+    for format in ["text", "github", "json", "gitlab"] {
+        let start = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["validate", "access", "--format", format])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .env("ROSTER_SCIM_TOKEN", "scim-CANARY-token")
+            .output()
+            .expect("run roster");
+        assert!(start.elapsed() < CASE_LIMIT);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{format}: {all}");
+        for leak in [
+            CANARY,
+            "x-access-token",
+            "scim-CANARY-token",
+            "ROSTER_SCIM_TOKEN",
+        ] {
+            assert!(!all.contains(leak), "{format}: {leak} leaked:\n{all}");
+        }
+        for name in [
+            "access/x.yaml",
+            "access/linked",
+            "access/env.yaml",
+            "access/fifo.yaml",
+        ] {
+            assert!(all.contains(name), "{format}: {name} not located:\n{all}");
+        }
+        assert!(all.contains("io.outside-root"), "{format}: {all}");
+    }
+}
+
+// ------------------------------------------ issue 16: hostile values rendered
+
+/// Values a pull request's author would use to forge or hide plan lines.
+const HOSTILE: &[&str] = &[
+    "a\n\n<!--",
+    "-->",
+    "</details>",
+    "**No changes**",
+    "[click](https://evil.example)",
+    "<img src=x onerror=alert(1)>",
+    "\x1b[1A\x1b[2K",
+    "\x1b]52;c;ZXZpbA==\x07",
+    "x\ry",
+    "```",
+    "`",
+    "a`b``c",
+    "\u{202e}gnp.exe",
+    "\u{9b}31m",
+    "line1\n+ permission everything.admin",
+    "&lt;b&gt;",
+    "| col |",
+    "# heading",
+    "1. item",
+    " padded ",
+];
+
+/// A plan made by the real planner from a config with hostile free-text
+/// fields, then given hostile values where the schema would refuse them (the
+/// renderer must be safe without the schema): permissions, role names,
+/// set-rights areas, drift messages and store limitations.
+fn hostile_plan(dir: &Path) -> roster::plan::Plan {
+    use roster::plan::access::{AccessChange, Grant, RightChange};
+    let mut cfg = String::from(
+        "roles:\n  payroll:\n    description: \"d\"\n    permissions: [payroll.read]\nusers:\n",
+    );
+    for (i, v) in HOSTILE.iter().enumerate() {
+        // A YAML double-quoted scalar with every non-printable escaped.
+        let q: String = v
+            .chars()
+            .map(|c| {
+                if roster::escape::is_unsafe(c) || c == '"' || c == '\\' {
+                    format!("\\u{:04x}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        let q = format!("\"{q}\"");
+        cfg.push_str(&format!(
+            "  user-{i}:\n    display_name: {q}\n    roles: [payroll]\n"
+        ));
+    }
+    w(dir, "c.yaml", cfg);
+    let desired = roster::load::load(&[dir.to_path_buf()])
+        .unwrap_or_else(|d| panic!("{}", d.render_text(false)));
+    let mut plan =
+        roster::plan::plan(&desired, &Default::default(), Default::default()).expect("plan");
+    let all: Vec<String> = HOSTILE.iter().map(|s| s.to_string()).collect();
+    let mut perms = all.clone();
+    perms.push("payroll.admin-all".into());
+    plan.access.push(AccessChange {
+        user: "evil\x1b[2K".into(),
+        roles_gained: all
+            .iter()
+            .map(|r| Grant {
+                role: r.clone(),
+                via: vec![format!("group.{r}")],
+            })
+            .collect(),
+        roles_lost: Vec::new(),
+        permissions_gained: perms,
+        permissions_lost: all.clone(),
+        set_rights: all
+            .iter()
+            .map(|a| RightChange {
+                area: a.clone(),
+                before: None,
+                after: Some(roster::model::AccessLevel::Full),
+                verbs_gained: vec!["DELETE".into()],
+                verbs_lost: Vec::new(),
+            })
+            .collect(),
+    });
+    for v in HOSTILE {
+        plan.drift.push(roster::plan::Drift {
+            address: format!("user.{v}"),
+            message: v.to_string(),
+        });
+        plan.limitations.push(v.to_string());
+    }
+    let step = plan
+        .steps
+        .iter_mut()
+        .find(|s| s.name == "user-0")
+        .expect("step");
+    step.changes.push(roster::plan::FieldChange {
+        field: "set_rights".into(),
+        before: None,
+        after: Some(serde_json::Value::Object(
+            HOSTILE
+                .iter()
+                .map(|k| (k.to_string(), serde_json::json!("full")))
+                .collect(),
+        )),
+    });
+    plan
+}
+
+fn unsafe_chars(s: &str) -> Vec<char> {
+    s.chars()
+        .filter(|&c| c != '\n' && roster::escape::is_unsafe(c))
+        .collect()
+}
+
+/// Issue 16: config strings reached the plan raw: ANSI/OSC escapes and
+/// newlines forged terminal lines, and `"a\n\n<!--"` plus a `-->` hid
+/// `payroll.admin-all` from the rendered Markdown comment. Every format is
+/// checked: text has no raw control character (every value shown escaped),
+/// Markdown rendered by a CommonMark renderer shows every permission gained
+/// as visible text and contains no HTML but roster's own, JSON round-trips.
+#[test]
+fn hostile_values_cannot_forge_or_hide_plan_lines_in_any_format() {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = hostile_plan(dir.path());
+
+    // Text (as plan, show and apply's pre-prompt plan print it).
+    for color in [false, true] {
+        let text = roster::plan::render::text(&plan, color);
+        let stripped = text.replace("\x1b[0m", "").replace("\x1b[1m", "");
+        let stripped = ["31", "32", "33"]
+            .iter()
+            .fold(stripped, |s, c| s.replace(&format!("\x1b[{c}m"), ""));
+        assert_eq!(unsafe_chars(&stripped), Vec::<char>::new(), "{text}");
+        for v in HOSTILE {
+            let shown = roster::escape::text(v);
+            assert!(
+                stripped.contains(&format!("+ permission {shown}")),
+                "{v:?}:\n{stripped}"
+            );
+        }
+        assert!(stripped.contains("+ permission payroll.admin-all"));
+        assert!(
+            !stripped
+                .lines()
+                .any(|l| l.trim_start().starts_with("+ permission everything.admin")),
+            "a forged line:\n{stripped}"
+        );
+    }
+
+    // Markdown, rendered as GitHub would (CommonMark + GFM).
+    let md = roster::plan::render::markdown(&plan);
+    let mut visible = String::new();
+    let mut html = Vec::new();
+    let mut in_code_block = false;
+    let mut strong = 0;
+    for event in Parser::new_ext(&md, Options::ENABLE_TABLES | Options::ENABLE_GFM) {
+        match event {
+            Event::Text(t) => {
+                visible.push_str(&t);
+                if !in_code_block {
+                    // Text outside code holds no markup a value could form.
+                    assert!(!t.contains("<!--"), "{t}");
+                }
+            }
+            Event::Code(t) => visible.push_str(&t),
+            Event::SoftBreak | Event::HardBreak => visible.push('\n'),
+            Event::End(TagEnd::Item | TagEnd::Paragraph) => visible.push('\n'),
+            Event::Start(Tag::CodeBlock(_)) => in_code_block = true,
+            Event::Start(Tag::Strong | Tag::Emphasis | Tag::Strikethrough) => strong += 1,
+            Event::End(TagEnd::CodeBlock) => in_code_block = false,
+            Event::Html(h) | Event::InlineHtml(h) => html.push(h.to_string()),
+            Event::Start(Tag::Link { .. } | Tag::Image { .. }) => {
+                panic!("a value formed a link or image:\n{md}")
+            }
+            _ => {}
+        }
+    }
+    let ours = html.join("");
+    assert_eq!(
+        ours.trim(),
+        format!(
+            "<details><summary>Details ({} steps)</summary>\n</details>",
+            plan.steps.len()
+        ),
+        "HTML other than roster's own:\n{md}"
+    );
+    for v in HOSTILE {
+        let shown = roster::escape::text(v);
+        assert!(
+            visible.contains(&format!("+ permission {shown}")),
+            "{v:?} hidden:\n{md}"
+        );
+        assert!(
+            visible.contains(&format!("- permission {shown}")),
+            "{v:?} hidden:\n{md}"
+        );
+        assert!(
+            visible.contains(&format!("user.{shown}")),
+            "{v:?} drift hidden:\n{md}"
+        );
+        // The display name, in the details block.
+        let json = roster::escape::text(&serde_json::to_string(v).unwrap()).into_owned();
+        assert!(
+            visible.contains(&json),
+            "{v:?} ({json}) not in details:\n{visible}"
+        );
+    }
+    assert!(visible.contains("+ permission payroll.admin-all"), "{md}");
+    assert_eq!(strong, 1, "only roster's summary line is bold:\n{md}");
+    assert_eq!(unsafe_chars(&md), Vec::<char>::new());
+
+    // JSON: the values round-trip exactly.
+    let json = roster::plan::render::json(&plan);
+    let back: roster::plan::Plan = serde_json::from_str(&json).expect("plan JSON");
+    assert_eq!(back, plan);
+}
+
+/// Issue 16: `validate` echoed config strings raw (names in messages, source
+/// lines in snippets): an escape sequence in a key or a raw ESC byte in a
+/// line reached the terminal. Messages show `\u{…}`; snippets a stand-in.
+#[test]
+fn validate_never_echoes_control_characters_of_the_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("config");
+    w(
+        &cfg,
+        "a.yaml",
+        "users:\n  \"evil\\e[2Kname\\nforged\":\n    display_name: X\n",
+    );
+    w(
+        &cfg,
+        "b.yaml",
+        b"users:\n  bob:\n    display_name: A\x1b[2K\x1b]52;c;eA==\x07B\n    nope: 1\n",
+    );
+    for format in ["text", "github", "gitlab", "json"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["validate", "config", "--format", format])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run roster");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert_eq!(unsafe_chars(&all), Vec::<char>::new(), "{format}: {all:?}");
+        assert!(
+            all.contains("config/a.yaml") && all.contains("config/b.yaml"),
+            "{all}"
+        );
+    }
 }

@@ -427,3 +427,131 @@ fn tls_with_ca_and_client_certificate() {
         .expect_err("etcd requires a client certificate");
     assert!(err.to_string().contains(&etcd.endpoint()), "{err}");
 }
+
+/// Issue 16: a hash placed in another field of etcd-stored data came back in
+/// ``unknown variant `$argon2id$…` ``; every quoted stored value is redacted.
+#[test]
+fn hashes_in_other_fields_of_etcd_data_are_redacted_in_errors() {
+    const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+    let etcd = Etcd::start();
+    let url = format!("etcd://{}/redact", etcd.endpoint());
+    let store = EtcdStore::open_with(&url, EtcdConfig::default()).expect("open");
+    commit_on_top(&store, vec![put_user("a", user_record("A"))]);
+    let key = format!("{}r/user/a", store.prefix());
+    let good = serde_json::to_value(user_record("A")).unwrap();
+    let plant: [&dyn Fn(&mut serde_json::Value); 3] = [
+        &|v| v["spec"]["class"] = HASH.into(),
+        &|v| v["spec"]["set_rights"] = json!({"salary": HASH}),
+        &|v| v["spec"]["authentication"] = HASH.into(),
+    ];
+    for (i, f) in plant.iter().enumerate() {
+        let mut v = good.clone();
+        f(&mut v);
+        gateway_post(
+            &etcd.base_url(),
+            "/v3/kv/put",
+            &json!({"key": b64(key.as_bytes()), "value": b64(&serde_json::to_vec(&v).unwrap())}),
+            None,
+        )
+        .expect("plant the hash");
+        let err = store.read().expect_err("corrupt data").to_string();
+        assert!(
+            !err.contains("argon2") && !err.contains("c2FsdHNh"),
+            "{i}: {err}"
+        );
+        assert!(err.contains("is corrupt"), "{i}: {err}");
+    }
+}
+
+/// Issue 16: plain `etcd://` sent the password and auth token in clear text
+/// to any host, and TLS flags on it were silently ignored.
+#[test]
+fn plain_etcd_with_credentials_to_a_remote_host_or_tls_flags_is_refused() {
+    let creds = |k: &str| match k {
+        k if k == USER_ENV => Some("root".to_string()),
+        k if k == PASSWORD_ENV => Some("pa/ss-CANARY".to_string()),
+        _ => None,
+    };
+    let open = |url: &str, options: &OpenOptions, with_creds: bool| {
+        let config = if with_creds {
+            EtcdConfig::from_options(options, creds)
+        } else {
+            EtcdConfig::from_options(options, |_| None)
+        }
+        .expect("config");
+        EtcdStore::open_with(url, config).map(|_| ())
+    };
+    let plain = OpenOptions::default();
+    let remote = "etcd://10.1.2.3:2379/roster";
+    let err = open(remote, &plain, true)
+        .expect_err("credentials in clear text")
+        .to_string();
+    assert!(
+        err.contains("clear text") && err.contains("etcd+https://"),
+        "{err}"
+    );
+    assert!(!err.contains("CANARY"), "{err}");
+    // Loopback, no credentials, or an explicit opt-in: allowed.
+    open("etcd://127.0.0.1:2379/roster", &plain, true).expect("loopback");
+    open("etcd://localhost:2379/roster", &plain, true).expect("loopback");
+    open(remote, &plain, false).expect("no credentials");
+    let insecure = OpenOptions {
+        allow_insecure_http: true,
+        ..OpenOptions::default()
+    };
+    open(remote, &insecure, true).expect("--allow-insecure-http");
+    // One remote endpoint among loopback ones is remote.
+    open("etcd://127.0.0.1:2379,10.1.2.3:2379/roster", &plain, true).expect_err("a remote member");
+    // TLS flags with a plain URL are an error, not ignored, even on loopback.
+    for options in [
+        OpenOptions {
+            ca_file: Some("ca.pem".into()),
+            ..OpenOptions::default()
+        },
+        OpenOptions {
+            client_cert: Some("c.pem".into()),
+            client_key: Some("k.pem".into()),
+            ..OpenOptions::default()
+        },
+    ] {
+        let err = open("etcd://127.0.0.1:2379/roster", &options, false)
+            .expect_err("TLS flags on etcd://")
+            .to_string();
+        assert!(err.contains("need etcd+https://"), "{err}");
+    }
+}
+
+/// Issue 16: store URLs with user info, a bad port or a password holding `/`
+/// were echoed whole in errors. The binary redacts user info and query
+/// strings from every URL it prints.
+#[test]
+fn store_urls_in_errors_never_show_user_info_or_query_strings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for url in [
+        "scim+https://admin:hunter2CANARY@scim.example/v2",
+        "scim+https://scim.example:99999/v2?token=hunter2CANARY",
+        "etcd://root:pa/ss-hunter2CANARY@10.0.0.1:2379/roster",
+        "etcd://root:hunter2CANARY@10.0.0.1:70000/roster",
+        "etcd+https://10.0.0.1:2379/roster?password=hunter2CANARY",
+        "nosuch://u:hunter2CANARY@h/",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["export", "--store", url])
+            .current_dir(dir.path())
+            .env("ROSTER_SCIM_TOKEN", "t")
+            .env_remove("ROSTER_STORE")
+            .output()
+            .expect("run roster");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{url}: {all}");
+        assert!(
+            !all.contains("CANARY") && !all.contains("hunter2"),
+            "{url}: {all}"
+        );
+        assert!(all.contains("***"), "{url}: {all}");
+    }
+}

@@ -60,6 +60,7 @@ fn put_user_with(name: &str, record: Record<roster::model::UserSpec>, pw: Option
         secrets: NewSecrets {
             password: pw.map(|p| Secret::new(p.into())),
             token: None,
+            revoke_password: false,
         },
     }
 }

@@ -187,6 +187,9 @@ pub fn apply_locked(
         }
         .into());
     }
+    // What was shown (each step's changes) is what will be written.
+    crate::plan::verify::check_against(plan, &snapshot)
+        .map_err(|(address, detail)| ApplyError::BadPlan { address, detail })?;
     let now = options.now.as_str();
     let mut changes = Vec::with_capacity(plan.steps.len());
     let mut pending: Vec<Pending> = Vec::new();
@@ -260,7 +263,10 @@ pub fn apply_locked(
                     name: step.name.clone(),
                     record: record(spec, meta),
                     renamed_from: step.renamed_from.clone(),
-                    secrets: NewSecrets::default(),
+                    secrets: NewSecrets {
+                        revoke_password: step.revoke.contains(&SecretKind::Password),
+                        ..NewSecrets::default()
+                    },
                 }
             }
         };

@@ -18,6 +18,10 @@ use crate::store::{self, AuditEntry, LockOwner, OpenOptions, StateStore};
 
 /// Run a parsed command line. Errors are printed here; the result is the exit status.
 pub fn run(cli: Cli) -> Exit {
+    // A closed stdout (`roster plan | head`) ends a read-only command
+    // successfully; a command that changes things fails loudly instead, so
+    // that `roster apply … | true` never exits 0 for work it did not do.
+    let read_only = !matches!(cli.command, Command::Apply(_) | Command::Init(_));
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Plan(args) => plan_cmd(&args),
@@ -32,9 +36,14 @@ pub fn run(cli: Cli) -> Exit {
     };
     match result {
         Ok(exit) => exit,
-        Err(e) if is_broken_pipe(&e) => Exit::Success,
+        Err(e) if read_only && is_broken_pipe(&e) => Exit::Success,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            // No URL in any message carries user info or a query string.
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: {}",
+                store::redact_urls(&format!("{e:#}"))
+            );
             match e.downcast_ref::<apply::ApplyError>() {
                 Some(apply::ApplyError::Interrupted { signal, .. }) => Exit::Interrupted(*signal),
                 _ => Exit::Failure,
@@ -54,10 +63,17 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
     let paths = paths_or_cwd(&args.paths);
     let result = load::load(&paths);
+    let warnings = match &result {
+        Ok(desired) => load::warnings::check(desired),
+        Err(_) => Vec::new(),
+    };
     let mut out = std::io::stdout().lock();
     match (&result, args.format) {
         (Ok(_), ValidateFormat::Json) => {
-            writeln!(out, "{}", diag::Diagnostics::default().render_json())?
+            let mut v: serde_json::Value =
+                serde_json::from_str(&diag::Diagnostics::default().render_json())?;
+            v["warnings"] = serde_json::to_value(&warnings)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
         }
         (Err(d), ValidateFormat::Json) => writeln!(out, "{}", d.render_json())?,
         (Ok(desired), ValidateFormat::Text) => writeln!(
@@ -72,10 +88,25 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
             drop(out);
             eprint!("{}", d.render_text(diag::stderr_color()));
         }
-        (Ok(_), ValidateFormat::Github) => {}
+        (Ok(_), ValidateFormat::Github) => {
+            for w in &warnings {
+                writeln!(
+                    out,
+                    "::warning title={}::{}: {}",
+                    gh_property(&format!("roster {}", w.code)),
+                    w.field,
+                    gh_data(&w.message)
+                )?;
+            }
+        }
         (Err(d), ValidateFormat::Github) => out.write_all(github_annotations(d).as_bytes())?,
         (Ok(_), ValidateFormat::Gitlab) => writeln!(out, "[]")?,
         (Err(d), ValidateFormat::Gitlab) => writeln!(out, "{}", gitlab_code_quality(d))?,
+    }
+    if matches!(args.format, ValidateFormat::Text | ValidateFormat::Gitlab) {
+        for w in &warnings {
+            eprintln!("warning[{}]: {}: {}", w.code, w.field, w.message);
+        }
     }
     Ok(if result.is_ok() {
         Exit::Success
@@ -84,9 +115,11 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
     })
 }
 
-/// Escape the message part of a GitHub workflow command.
+/// Escape the message part of a GitHub workflow command (control characters
+/// of config content as `\u{…}` first: the job log renders ANSI sequences).
 fn gh_data(s: &str) -> String {
-    s.replace('%', "%25")
+    crate::escape::text(s)
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
@@ -278,19 +311,26 @@ fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
     let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal)? else {
         return Ok(Exit::Failure);
     };
-    if let Some(out) = &args.out {
-        std::fs::write(out, render::json(&plan))
-            .with_context(|| format!("writing the plan to {}", out.display()))?;
-    }
+    let saved_digest = match &args.out {
+        Some(out) => {
+            let body = render::json(&plan);
+            std::fs::write(out, &body)
+                .with_context(|| format!("writing the plan to {}", out.display()))?;
+            Some(plan::verify::file_digest(body.as_bytes()))
+        }
+        None => None,
+    };
     std::io::stdout()
         .lock()
         .write_all(render_plan(&plan, args.format).as_bytes())?;
     if let Some(out) = &args.out {
+        let digest = saved_digest.unwrap_or_default();
         eprintln!(
-            "Saved the plan to {}; apply it with: roster apply --plan {}",
+            "Saved the plan to {}; apply it with: roster apply --plan {} --expect-digest {digest}",
             out.display(),
             out.display()
         );
+        eprintln!("Plan digest: {digest}");
     }
     Ok(if args.detailed_exitcode && plan.has_changes() {
         Exit::Changes
@@ -299,9 +339,11 @@ fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
     })
 }
 
-fn read_plan(path: &Path) -> anyhow::Result<Plan> {
+/// A saved plan, checked, and the digest of the very bytes it was read from.
+fn read_plan_with_digest(path: &Path) -> anyhow::Result<(Plan, String)> {
     let bytes =
         std::fs::read(path).with_context(|| format!("reading the plan {}", path.display()))?;
+    let digest = plan::verify::file_digest(&bytes);
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not a roster plan (invalid JSON)", path.display()))?;
     let version = value
@@ -317,12 +359,20 @@ fn read_plan(path: &Path) -> anyhow::Result<Plan> {
             plan::FORMAT_VERSION
         );
     }
-    serde_json::from_value(value)
-        .with_context(|| format!("{} is not a valid roster plan", path.display()))
+    let plan: Plan = serde_json::from_value(value)
+        .with_context(|| format!("{} is not a valid roster plan", path.display()))?;
+    plan::verify::check_saved(&plan).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a consistent roster plan: {e}; refusing to show or apply it",
+            path.display()
+        )
+    })?;
+    Ok((plan, digest))
 }
 
 fn show(args: &ShowArgs) -> anyhow::Result<Exit> {
-    let plan = read_plan(&args.planfile)?;
+    let (plan, digest) = read_plan_with_digest(&args.planfile)?;
+    eprintln!("Plan digest: {digest}");
     std::io::stdout()
         .lock()
         .write_all(render_plan(&plan, args.format).as_bytes())?;
@@ -391,9 +441,30 @@ fn secrets_sink(args: &ApplyArgs) -> anyhow::Result<Option<Sink>> {
         return Ok(Some(Sink::Armored { recipients, format }));
     }
     if std::io::stdout().is_terminal() {
+        if let Some(ci) = ci_detected()
+            && !args.terminal_is_private
+        {
+            bail!(
+                "this apply generates secrets and stdout is a terminal, but this is a CI run ({ci}): \
+                 a CI terminal is recorded in the build log. Pass --secrets-out FILE and/or \
+                 --secrets-recipient AGE_RECIPIENT, or --terminal-is-private if this terminal is \
+                 not recorded; nothing was changed"
+            );
+        }
         return Ok(Some(Sink::Terminal { format }));
     }
     Ok(None)
+}
+
+/// Why this looks like a CI run: the run URL, or the variable `CI` that
+/// GitHub Actions, GitLab, Buildkite, CircleCI and Travis set.
+fn ci_detected() -> Option<String> {
+    ci_run().or_else(|| {
+        std::env::var("CI")
+            .ok()
+            .filter(|v| !v.is_empty() && v != "false" && v != "0")
+            .map(|v| format!("CI={v}"))
+    })
 }
 
 fn emit(sink: &Sink, secrets: &[EmittedSecret]) -> Result<(), String> {
@@ -465,7 +536,18 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     };
     let plan = match &args.plan {
         Some(path) => {
-            let plan = read_plan(path)?;
+            let (plan, found) = read_plan_with_digest(path)?;
+            if let Some(expected) = &args.expect_digest {
+                let normalized = |d: &str| d.trim().trim_start_matches("sha256:").to_lowercase();
+                if normalized(expected) != normalized(&found) {
+                    bail!(
+                        "the plan {} has digest {found}, not the expected {}: it is not the \
+                         reviewed plan; nothing was changed",
+                        path.display(),
+                        expected.trim()
+                    );
+                }
+            }
             let info = store.info();
             if let Some(made_for) = &plan.store
                 && made_for.location != info.location
@@ -490,6 +572,15 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         writeln!(out, "{}", render::summary_line(&plan))?;
         return Ok(Exit::Success);
     }
+    if plan.summary.secrets > 0 && args.secrets_format == secret::SecretsFormat::Env {
+        let users = plan
+            .steps
+            .iter()
+            .filter(|s| s.kind == crate::model::Kind::User)
+            .flat_map(|s| s.generate.iter().map(move |k| (s.name.as_str(), *k)));
+        secret::check_env_names(users)
+            .map_err(|e| anyhow::anyhow!("--secrets-format env: {e}; nothing was changed"))?;
+    }
     let sink = if plan.summary.secrets > 0 {
         match secrets_sink(args)? {
             Some(s) => Some(s),
@@ -502,16 +593,16 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     } else {
         None
     };
-    if args.plan.is_none() {
-        if matches!(sink, Some(Sink::Armored { .. })) {
-            // stdout carries the armored secrets alone.
-            drop(out);
-            eprint!("{}", render::text(&plan, diag::stderr_color()));
-        } else {
-            out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())?;
-            drop(out);
-        }
+    // The plan is shown before the prompt (and with --yes, for the log),
+    // a saved plan included: what is confirmed is what is applied.
+    if matches!(sink, Some(Sink::Armored { .. })) {
+        // stdout carries the armored secrets alone.
+        drop(out);
+        eprint!("{}", render::text(&plan, diag::stderr_color()));
     } else {
+        out.write_all(render::text(&plan, diag::stdout_color()).as_bytes())
+            .and_then(|_| out.flush())
+            .context("writing the plan to stdout; nothing was changed")?;
         drop(out);
     }
     if !args.yes {

@@ -128,7 +128,8 @@ pub struct StoreArgs {
     /// Store URL: file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX.
     #[arg(long, env = "ROSTER_STORE", default_value = crate::store::DEFAULT_STORE_URL)]
     pub store: String,
-    /// Allow scim+http:// to a host other than loopback (the token travels in clear text).
+    /// Allow scim+http://, and plain etcd:// with credentials, to a host other than loopback
+    /// (the token or password travels in clear text).
     #[arg(long)]
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for https stores.
@@ -183,6 +184,10 @@ pub struct ApplyArgs {
     /// Apply exactly this saved plan; refused if the store changed since.
     #[arg(long, value_name = "PLANFILE")]
     pub plan: Option<PathBuf>,
+    /// With --plan: refuse unless the plan file's digest (printed by `plan --out` and `show`)
+    /// is this `sha256:HEX`, so CI applies exactly the reviewed plan.
+    #[arg(long, value_name = "DIGEST", requires = "plan")]
+    pub expect_digest: Option<String>,
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -202,6 +207,10 @@ pub struct ApplyArgs {
     /// age-armored, otherwise the armored text goes to stdout.
     #[arg(long, value_name = "AGE_RECIPIENT")]
     pub secrets_recipient: Vec<String>,
+    /// Allow printing generated secrets to the terminal in a CI run (detected by `CI` or a CI
+    /// run URL): say so only when the terminal is not recorded in a build log.
+    #[arg(long)]
+    pub terminal_is_private: bool,
 }
 
 #[derive(Debug, Args)]

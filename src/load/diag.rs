@@ -1,5 +1,8 @@
 //! Diagnostics: located errors, their stable codes, and how they are shown
 //! (`file:line:column: error[code]: message` plus a source snippet, or JSON).
+//! Text output escapes control characters of config content (as `\u{…}` in
+//! messages, replaced in snippets) so that a config cannot forge lines or
+//! send escape sequences to the terminal.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -74,12 +77,13 @@ impl Diagnostics {
             Renderer::plain()
         };
         let mut out = String::new();
+        use crate::escape::text as esc;
         for d in &self.items {
             out.push_str(&format!(
                 "{}: error[{}]: {}\n",
-                d.location(),
+                esc(&d.location()),
                 d.code,
-                d.message
+                esc(&d.message)
             ));
             if let Some(snippet) = self.snippet(&renderer, d) {
                 out.push_str(&snippet);
@@ -91,10 +95,10 @@ impl Diagnostics {
                 } else {
                     format!("{}:{}:{}", r.file, r.line, r.column)
                 };
-                out.push_str(&format!("  = note: {loc}: {}\n", r.message));
+                out.push_str(&format!("  = note: {}: {}\n", esc(&loc), esc(&r.message)));
             }
             if let Some(help) = &d.help {
-                out.push_str(&format!("  = help: {help}\n"));
+                out.push_str(&format!("  = help: {}\n", esc(help)));
             }
             out.push('\n');
         }
@@ -102,7 +106,10 @@ impl Diagnostics {
         for d in &self.items {
             *per_file.entry(&d.file).or_default() += 1;
         }
-        let files: Vec<String> = per_file.iter().map(|(f, n)| format!("{f}: {n}")).collect();
+        let files: Vec<String> = per_file
+            .iter()
+            .map(|(f, n)| format!("{}: {n}", esc(f)))
+            .collect();
         let n = self.items.len();
         out.push_str(&format!(
             "{n} error{} in {} file{} ({})\n",
@@ -121,6 +128,7 @@ impl Diagnostics {
         let text = self.sources.get(&d.file)?;
         let line = text.lines().nth(usize::try_from(d.line - 1).ok()?)?;
         let line: String = line.chars().take(200).collect();
+        let line = crate::escape::snippet_line(&line).into_owned();
         let col = usize::try_from(d.column.max(1) - 1).ok()?;
         let start: usize = line.chars().take(col).map(char::len_utf8).sum();
         if start > line.len() {

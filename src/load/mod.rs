@@ -10,6 +10,7 @@
 
 pub mod diag;
 pub mod schema;
+pub mod warnings;
 pub mod yaml;
 
 use std::cell::OnceCell;
@@ -215,13 +216,24 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
 }
 
 /// Files to read, with the names they are shown by, in order.
+///
+/// A directory given on the command line is a root: an entry under it
+/// (a file or a directory, through any number of symbolic links) that
+/// resolves outside every root is refused with `io.outside-root` and never
+/// read, so a config directory controlled by someone else cannot make roster
+/// print a line of `~/.git-credentials` or `/proc/self/environ`.
 fn collect_files(paths: &[PathBuf], ctx: &mut Ctx) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
+    let roots: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| fs::metadata(p).is_ok_and(|m| m.is_dir()))
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
     for p in paths {
         match fs::metadata(p) {
             Ok(m) if m.is_dir() => {
                 let mut seen = BTreeSet::new();
-                walk_dir(p, &mut seen, &mut out, ctx);
+                walk_dir(p, &roots, &mut seen, &mut out, ctx);
             }
             Ok(_) => out.push((p.display().to_string(), p.clone())),
             Err(e) => ctx.file_err(
@@ -238,6 +250,7 @@ fn collect_files(paths: &[PathBuf], ctx: &mut Ctx) -> Vec<(String, PathBuf)> {
 
 fn walk_dir(
     dir: &Path,
+    roots: &[PathBuf],
     seen: &mut BTreeSet<PathBuf>,
     out: &mut Vec<(String, PathBuf)>,
     ctx: &mut Ctx,
@@ -292,12 +305,19 @@ fn walk_dir(
         if hidden {
             continue;
         }
+        let outside =
+            || fs::canonicalize(&path).is_ok_and(|c| !roots.iter().any(|r| c.starts_with(r)));
         match fs::metadata(&path) {
-            Ok(m) if m.is_dir() => walk_dir(&path, seen, out, ctx),
+            Ok(m) if m.is_dir() && outside() => outside_root(&path, "directory", ctx),
+            Ok(m) if m.is_dir() => walk_dir(&path, roots, seen, out, ctx),
             Ok(_) => {
                 let ext = path.extension().and_then(|e| e.to_str());
                 if matches!(ext, Some("yaml" | "yml")) {
-                    out.push((path.display().to_string(), path));
+                    if outside() {
+                        outside_root(&path, "file", ctx);
+                    } else {
+                        out.push((path.display().to_string(), path));
+                    }
                 }
             }
             Err(e) => ctx.file_err(
@@ -308,6 +328,42 @@ fn walk_dir(
         }
     }
     seen.remove(&canon);
+}
+
+/// The refusal of an entry that leads outside the roots: located at the
+/// entry, naming neither its target nor any of its content.
+fn outside_root(path: &Path, what: &str, ctx: &mut Ctx) {
+    ctx.unlocated.push(Diagnostic {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!(
+            "this {what} is a symbolic link (or lies under one) that leads outside the \
+             directories given on the command line; roster does not read it"
+        ),
+        code: "io.outside-root",
+        help: Some(
+            "keep every config file inside the config directory (copy it instead of linking it)"
+                .into(),
+        ),
+        related: Vec::new(),
+    });
+}
+
+/// Whether an open file lives on a pseudo file system (procfs, sysfs) whose
+/// "regular" files are kernel state such as `/proc/self/environ`.
+fn on_pseudo_fs(file: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed statfs is a valid out-buffer; the fd is open.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+    const SYSFS_MAGIC: i64 = 0x6265_6572;
+    #[allow(clippy::unnecessary_cast)] // f_type is not i64 on every target
+    let kind = st.f_type as i64;
+    matches!(kind, PROC_SUPER_MAGIC | SYSFS_MAGIC)
 }
 
 fn read_text(name: &str, path: &Path, ctx: &mut Ctx) -> Option<String> {
@@ -326,12 +382,12 @@ fn read_text(name: &str, path: &Path, ctx: &mut Ctx) -> Option<String> {
         }
     };
     match file.metadata() {
-        Ok(m) if m.is_file() => {}
+        Ok(m) if m.is_file() && !on_pseudo_fs(&file) => {}
         Ok(_) => {
             ctx.file_err(
                 name,
                 "io.read",
-                "cannot read: not a regular file (a FIFO, socket or device)".into(),
+                "cannot read: not a regular file (a FIFO, socket, device or kernel file)".into(),
             );
             return None;
         }

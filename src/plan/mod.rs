@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod render;
+pub mod verify;
 
 use std::collections::BTreeMap;
 

@@ -1,12 +1,24 @@
 //! Rendering plans: text (Terraform-like, coloured only when asked), Markdown
 //! for PR comments (bounded in size), and versioned JSON. Plans hold no
 //! secrets, so neither does any rendering.
+//!
+//! Every string from a config or a store is shown through [`crate::escape`]:
+//! control and invisible characters as `\u{…}` in every format, Markdown
+//! values in code spans or fences they cannot close, other Markdown text
+//! with its punctuation escaped. A value can neither forge a plan line on a
+//! terminal nor hide one in a rendered comment.
 
 use std::fmt::Write;
 
 use serde_json::Value;
 
 use super::{AccessChange, Action, FieldChange, Plan, Step};
+use crate::escape::{self, md_code, md_text};
+
+/// One line of text output, escaped.
+fn esc(s: &str) -> String {
+    escape::text(s).into_owned()
+}
 
 /// The largest Markdown rendering (GitHub comments allow 65,536 characters).
 pub const MARKDOWN_LIMIT: usize = 65_000;
@@ -70,17 +82,17 @@ fn element_lines(v: &Option<Value>) -> Vec<String> {
 fn field_lines(c: &FieldChange, create: bool, p: &Paint) -> Vec<String> {
     if create {
         return match &c.after {
-            Some(v) => vec![format!("{}: {v}", c.field)],
+            Some(v) => vec![esc(&format!("{}: {v}", c.field))],
             None => Vec::new(),
         };
     }
     if is_scalar(&c.before) && is_scalar(&c.after) {
-        return vec![format!(
+        return vec![esc(&format!(
             "{}: {} -> {}",
             c.field,
             short_value(&c.before),
             short_value(&c.after)
-        )];
+        ))];
     }
     let (before, after) = (element_lines(&c.before), element_lines(&c.after));
     let (before, after): (Vec<&str>, Vec<&str>) = (
@@ -88,9 +100,9 @@ fn field_lines(c: &FieldChange, create: bool, p: &Paint) -> Vec<String> {
         after.iter().map(String::as_str).collect(),
     );
     let diff = similar::TextDiff::from_slices(&before, &after);
-    let mut out = vec![format!("{}:", c.field)];
+    let mut out = vec![esc(&format!("{}:", c.field))];
     for change in diff.iter_all_changes() {
-        let line = change.value();
+        let line = esc(change.value());
         out.push(match change.tag() {
             similar::ChangeTag::Delete => p.paint("31", &format!("  - {line}")),
             similar::ChangeTag::Insert => p.paint("32", &format!("  + {line}")),
@@ -119,11 +131,11 @@ fn step_header(s: &Step) -> String {
         let kinds: Vec<&str> = s.revoke.iter().map(|k| k.as_str()).collect();
         extra.push(format!("revoke {}", kinds.join(" + ")));
     }
-    if extra.is_empty() {
+    esc(&if extra.is_empty() {
         s.address.clone()
     } else {
         format!("{} ({})", s.address, extra.join("; "))
-    }
+    })
 }
 
 fn access_lines(a: &AccessChange) -> Vec<String> {
@@ -156,6 +168,46 @@ fn access_lines(a: &AccessChange) -> Vec<String> {
             lvl(r.after),
             verbs.join(" ")
         ));
+    }
+    out.iter().map(|l| esc(l)).collect()
+}
+
+/// The secret policy, when it is not roster's default (the token prefix
+/// aside, which every token shows): one line saying what apply will generate
+/// and hash with, then one line per weakness below the floors
+/// ([`crate::secret::policy`]).
+fn policy_lines(plan: &Plan) -> Vec<String> {
+    let p = &plan.secret_policy;
+    let default = crate::model::Settings::default();
+    if p.password == default.password
+        && p.token.bytes == default.token.bytes
+        && p.argon2 == default.argon2
+    {
+        return Vec::new();
+    }
+    let pw = &p.password;
+    let classes: Vec<&str> = [
+        (pw.lowercase, "lowercase"),
+        (pw.uppercase, "uppercase"),
+        (pw.digits, "digits"),
+        (pw.symbols, "symbols"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    let mut out = vec![format!(
+        "Secret policy (not the default): passwords of {} characters ({}, {:.0} bits), tokens of {} random bytes, argon2id m={} KiB t={} p={}",
+        pw.length,
+        classes.join(", "),
+        crate::secret::policy::password_bits(pw),
+        p.token.bytes,
+        p.argon2.memory_kib,
+        p.argon2.iterations,
+        p.argon2.parallelism
+    )];
+    for (code, message) in crate::secret::policy::weaknesses(pw, &p.argon2) {
+        out.push(format!("warning[{code}]: {message}"));
     }
     out
 }
@@ -193,6 +245,7 @@ fn store_line(plan: &Plan) -> String {
         .as_ref()
         .map(|s| s.location.as_str())
         .unwrap_or("(unknown store)");
+    let store = esc(store);
     if plan.base.serial == 0 {
         format!("store {store} (empty)")
     } else {
@@ -206,7 +259,14 @@ pub fn text(plan: &Plan, color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "roster plan against {}\n", store_line(plan));
     for line in &plan.limitations {
-        let _ = writeln!(out, "note: {line}");
+        let _ = writeln!(out, "note: {}", esc(line));
+    }
+    let policy = policy_lines(plan);
+    for line in &policy {
+        let _ = writeln!(out, "{line}");
+    }
+    if !policy.is_empty() {
+        out.push('\n');
     }
     for s in &plan.steps {
         let _ = writeln!(
@@ -231,7 +291,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
     if !plan.access.is_empty() {
         let _ = writeln!(out, "Effective access changes:");
         for a in &plan.access {
-            let _ = writeln!(out, "  user.{}", a.user);
+            let _ = writeln!(out, "  user.{}", esc(&a.user));
             for line in access_lines(a) {
                 let _ = writeln!(out, "    {line}");
             }
@@ -241,7 +301,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
     if !plan.drift.is_empty() {
         let _ = writeln!(out, "Drift (changed outside roster):");
         for d in &plan.drift {
-            let _ = writeln!(out, "  ! {}: {}", d.address, d.message);
+            let _ = writeln!(out, "  ! {}: {}", esc(&d.address), esc(&d.message));
         }
         out.push('\n');
     }
@@ -249,7 +309,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         let parts: Vec<String> = plan
             .unmanaged
             .iter()
-            .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
+            .map(|(k, n)| format!("{n} {}{}", esc(k), if *n == 1 { "" } else { "s" }))
             .collect();
         let _ = writeln!(
             out,
@@ -266,13 +326,16 @@ pub fn markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::new();
     let _ = writeln!(out, "### roster plan\n");
-    let _ = writeln!(
-        out,
-        "Against {}.\n",
-        store_line(plan)
-            .replace("store ", "store `")
-            .replacen(" (", "` (", 1)
-    );
+    let location = plan
+        .store
+        .as_ref()
+        .map_or_else(|| md_code("(unknown store)"), |s| md_code(&s.location));
+    let at = if plan.base.serial == 0 {
+        "empty".to_string()
+    } else {
+        format!("serial {}", plan.base.serial)
+    };
+    let _ = writeln!(out, "Against store {location} ({at}).\n");
     let _ = writeln!(out, "**{}**\n", summary_line(plan));
     if s.changes() > 0 || s.unmanaged > 0 || s.drifted > 0 {
         let _ = writeln!(out, "| action | count |\n|---|---:|");
@@ -294,7 +357,15 @@ pub fn markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     for line in &plan.limitations {
-        let _ = writeln!(out, "> [!NOTE]\n> {line}\n");
+        let _ = writeln!(out, "> [!NOTE]\n> {}\n", md_text(line));
+    }
+    let policy = policy_lines(plan);
+    if !policy.is_empty() {
+        let _ = writeln!(out, "> [!WARNING]");
+        for line in &policy {
+            let _ = writeln!(out, "> {}  ", md_text(line));
+        }
+        out.push('\n');
     }
     if !plan.drift.is_empty() {
         let _ = writeln!(
@@ -303,7 +374,7 @@ pub fn markdown(plan: &Plan) -> String {
             plan.drift.len()
         );
         for d in plan.drift.iter().take(50) {
-            let _ = writeln!(out, "> - `{}`: {}", d.address, d.message);
+            let _ = writeln!(out, "> - {}: {}", md_code(&d.address), md_text(&d.message));
         }
         out.push('\n');
     }
@@ -313,9 +384,9 @@ pub fn markdown(plan: &Plan) -> String {
     if !plan.access.is_empty() {
         let mut section = String::from("#### Effective access changes\n\n");
         for a in &plan.access {
-            let mut entry = format!("- `user.{}`\n", a.user);
+            let mut entry = format!("- {}\n", md_code(&format!("user.{}", a.user)));
             for line in access_lines(a) {
-                let _ = writeln!(entry, "  - `{}`", line.replace('`', "'"));
+                let _ = writeln!(entry, "  - {}", md_code(&line));
             }
             if out.len() + section.len() + entry.len() + reserve > MARKDOWN_LIMIT / 2 {
                 left_out += 1;
@@ -351,12 +422,15 @@ pub fn markdown(plan: &Plan) -> String {
             }
             body.push_str(&entry);
         }
+        // Every line of the body is escaped (no line break inside a value)
+        // and the fence is longer than any backtick run in it: nothing in the
+        // body can close the block or be read as HTML.
+        let fence = escape::md_fence(&body);
         let _ = writeln!(
             out,
-            "<details><summary>Details ({} step{})</summary>\n\n```diff\n{}```\n",
+            "<details><summary>Details ({} step{})</summary>\n\n{fence}diff\n{body}{fence}\n",
             plan.steps.len(),
             if plan.steps.len() == 1 { "" } else { "s" },
-            body.replace("```", "'''")
         );
         if steps_left_out > 0 {
             let _ = writeln!(

@@ -26,6 +26,7 @@ mod file;
 mod generate;
 mod hash;
 mod output;
+pub mod policy;
 
 pub use encrypt::{encrypt_armored, parse_recipients};
 pub use file::{check_secrets_path, write_secrets_file};
@@ -33,7 +34,7 @@ pub use generate::{
     MAX_PASSWORD_LENGTH, MIN_TOKEN_BYTES, PASSWORD_SYMBOLS, generate_password, generate_token,
 };
 pub use hash::{hash_all, hash_all_on, hash_secret, verify_secret};
-pub use output::{EmittedSecret, SecretsFormat, env_var_name, render_secrets};
+pub use output::{EmittedSecret, SecretsFormat, check_env_names, env_var_name, render_secrets};
 
 /// Which credential a secret is.
 #[derive(

@@ -58,6 +58,36 @@ pub fn render_secrets(secrets: &[EmittedSecret], format: SecretsFormat) -> Zeroi
     out
 }
 
+/// Refuse users whose env variable names collide (`hr-sync` and `hr.sync`
+/// both map to `ROSTER_SECRET_HR_SYNC_TOKEN`): sourcing the file would keep
+/// only one, handing one user's secret to whoever reads the other's.
+pub fn check_env_names<'a>(
+    secrets: impl IntoIterator<Item = (&'a str, SecretKind)>,
+) -> Result<(), String> {
+    let mut seen: std::collections::BTreeMap<String, &'a str> = Default::default();
+    let mut clashes = Vec::new();
+    for (user, kind) in secrets {
+        let name = env_var_name(user, kind);
+        match seen.get(&name) {
+            Some(other) if *other != user => {
+                clashes.push(format!("`{other}` and `{user}` both map to {name}"));
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(name, user);
+            }
+        }
+    }
+    if clashes.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} (rename one of them, or use --secrets-format json or yaml)",
+            clashes.join("; ")
+        ))
+    }
+}
+
 /// The environment variable that holds `kind` for `user` in the env format:
 /// `ROSTER_SECRET_<USER>_<KIND>`, the user upper-cased with every character
 /// that is not an ASCII letter or digit replaced by `_`. Two users whose names

@@ -87,6 +87,9 @@ pub struct EtcdConfig {
     pub client_key: Option<std::path::PathBuf>,
     /// User and password for etcd's auth.
     pub credentials: Option<Credentials>,
+    /// Allow credentials over plain `etcd://` to a host other than loopback
+    /// (`--allow-insecure-http`): they travel in clear text.
+    pub allow_insecure_http: bool,
     /// TTL of the lock's lease.
     pub lock_ttl: Duration,
     /// Keys per range page.
@@ -106,6 +109,7 @@ impl Default for EtcdConfig {
             client_cert: None,
             client_key: None,
             credentials: None,
+            allow_insecure_http: false,
             lock_ttl: Duration::from_secs(30),
             page_size: 1000,
             max_txn_ops: 128,
@@ -142,6 +146,7 @@ impl EtcdConfig {
             client_cert: options.client_cert.clone(),
             client_key: options.client_key.clone(),
             credentials,
+            allow_insecure_http: options.allow_insecure_http,
             ..EtcdConfig::default()
         })
     }
@@ -207,11 +212,12 @@ fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
     let (hosts, path) = rest
         .split_once('/')
         .ok_or_else(|| invalid("a /PREFIX is required, e.g. etcd://127.0.0.1:2379/roster"))?;
-    if let Some((_, after)) = hosts.rsplit_once('@') {
-        // Never echo the credentials: redact them from the URL in the error.
-        let scheme = &url[..url.len() - rest.len()];
+    // Anywhere in the URL: a password may hold `/`, which would otherwise
+    // split it into "hosts" and "prefix" and echo half of it.
+    if rest.contains('@') {
+        // Never echo the credentials: the error's URL is redacted.
         return Err(StoreError::InvalidUrl {
-            url: format!("{scheme}***@{after}/{path}"),
+            url: url.into(),
             reason: format!(
                 "credentials do not belong in the URL: set {USER_ENV} and {PASSWORD_ENV}"
             ),
@@ -242,6 +248,43 @@ fn parse_url(url: &str) -> Result<ParsedUrl, StoreError> {
         prefix: format!("/{prefix}/"),
         https,
     })
+}
+
+/// Whether an endpoint (`http://HOST:PORT`) is on this machine.
+fn is_loopback(endpoint: &str) -> bool {
+    let host = endpoint.split_once("://").map_or(endpoint, |(_, h)| h);
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    name == "localhost" || name == "[::1]" || name.starts_with("127.")
+}
+
+/// A plain `etcd://` URL: TLS options are an error (they would be ignored),
+/// and credentials (sent in clear text) only go to loopback unless
+/// `--allow-insecure-http` says otherwise.
+fn check_plain_http(url: &str, parsed: &ParsedUrl, config: &EtcdConfig) -> Result<(), StoreError> {
+    if parsed.https {
+        return Ok(());
+    }
+    if config.ca_file.is_some() || config.client_cert.is_some() || config.client_key.is_some() {
+        return Err(StoreError::InvalidUrl {
+            url: url.into(),
+            reason: "--ca-file, --client-cert and --client-key need etcd+https://; \
+                     a plain etcd:// URL would ignore them"
+                .into(),
+        });
+    }
+    if config.credentials.is_some()
+        && !config.allow_insecure_http
+        && !parsed.endpoints.iter().all(|e| is_loopback(e))
+    {
+        return Err(StoreError::InvalidUrl {
+            url: url.into(),
+            reason: format!(
+                "plain etcd:// would send {USER_ENV}/{PASSWORD_ENV} and the auth token in clear \
+                 text to a host other than loopback: use etcd+https:// (or --allow-insecure-http)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn read_pem(path: &std::path::Path) -> Result<Vec<u8>, StoreError> {
@@ -289,8 +332,6 @@ fn http_client(
                 ));
             }
         }
-    } else if config.client_cert.is_some() || config.ca_file.is_some() {
-        tracing::debug!("TLS files are ignored for a plain etcd:// URL");
     }
     builder
         .build()
@@ -380,6 +421,7 @@ impl EtcdStore {
     /// Open `url` with an explicit config.
     pub fn open_with(url: &str, mut config: EtcdConfig) -> Result<Self, StoreError> {
         let parsed = parse_url(url)?;
+        check_plain_http(url, &parsed, &config)?;
         let http = http_client(&parsed, &config)?;
         let credentials = config.credentials.take();
         Ok(EtcdStore {

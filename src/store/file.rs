@@ -5,6 +5,13 @@
 //! crash the file is either the old state or the new one. The file is 0600.
 //! The apply lock is an exclusive OS lock on `PATH.lock`, which also records
 //! the holder (pid, host, since) for the message a second apply prints.
+//!
+//! The state directory may be one a reviewer does not control (a checkout),
+//! so nothing here follows a planted link: the lock is opened `O_NOFOLLOW`,
+//! the temp file is created `O_CREAT|O_EXCL|O_NOFOLLOW` under an
+//! unpredictable name, a directory that another user can write (or owns) is
+//! refused, and the state file is read only when it is a regular file of at
+//! most [`MAX_STATE_BYTES`].
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -23,6 +30,9 @@ use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
 
 /// The on-disk format version this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The largest state file roster reads (1 GiB; 100k users take ~60 MB).
+pub const MAX_STATE_BYTES: u64 = 1 << 30;
 
 /// `file:PATH`.
 #[derive(Debug)]
@@ -75,10 +85,8 @@ impl FileStore {
     }
 
     fn load(&self) -> Result<Option<StateFile>, StoreError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(&self.path, e)),
+        let Some(bytes) = self.read_state_bytes()? else {
+            return Ok(None);
         };
         let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             what: format!("state file {}", self.path.display()),
@@ -94,6 +102,82 @@ impl FileStore {
             });
         }
         Ok(Some(state))
+    }
+
+    /// The state file's bytes, `None` when it does not exist. Opened without
+    /// blocking (a FIFO would hang the open) and read only when it is a
+    /// regular file, at most [`MAX_STATE_BYTES`] of it.
+    fn read_state_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io(&self.path, e)),
+        };
+        let meta = file.metadata().map_err(|e| self.io(&self.path, e))?;
+        if !meta.is_file() {
+            return Err(self.io(
+                &self.path,
+                io::Error::other("not a regular file (a state file must be one)"),
+            ));
+        }
+        if meta.len() > MAX_STATE_BYTES {
+            return Err(self.too_big());
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        (&mut file)
+            .take(MAX_STATE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io(&self.path, e))?;
+        if bytes.len() as u64 > MAX_STATE_BYTES {
+            return Err(self.too_big());
+        }
+        Ok(Some(bytes))
+    }
+
+    fn too_big(&self) -> StoreError {
+        self.io(
+            &self.path,
+            io::Error::other(format!(
+                "larger than {} MiB, the most roster reads as a state file",
+                MAX_STATE_BYTES >> 20
+            )),
+        )
+    }
+
+    /// Refuse a state directory that another user could use to swap files
+    /// under roster: writable by group or others, or owned by someone other
+    /// than this user (or root).
+    fn check_dir_private(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.parent_dir();
+        let meta = fs::metadata(&dir).map_err(|e| self.io(&dir, e))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(self.io(
+                &dir,
+                io::Error::other(format!(
+                    "the state directory is owned by uid {}, not by this user (uid {me}); \
+                     another user could replace the state or its lock",
+                    meta.uid()
+                )),
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(self.io(
+                &dir,
+                io::Error::other(format!(
+                    "the state directory is writable by other users (mode {:o}); \
+                     they could replace the state or its lock: run `chmod go-w` on it",
+                    meta.mode() & 0o7777
+                )),
+            ));
+        }
+        Ok(())
     }
 
     fn parent_dir(&self) -> PathBuf {
@@ -130,12 +214,19 @@ impl FileStore {
     /// Write `state` atomically: temp file, fsync, rename, fsync the directory.
     fn save(&self, state: &StateFile) -> Result<(), StoreError> {
         let dir = self.parent_dir();
-        let tmp = dir.join(format!("{}{}", self.tmp_prefix(), std::process::id()));
+        // Unpredictable (122 random bits) and created exclusively without
+        // following a link: a name planted in advance makes the commit fail,
+        // never write through it.
+        let tmp = dir.join(format!(
+            "{}{}",
+            self.tmp_prefix(),
+            uuid::Uuid::new_v4().simple()
+        ));
         let result = (|| {
             let f = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .mode(0o600)
                 .open(&tmp)?;
             // Buffered: serde_json writes token by token, and unbuffered that
@@ -150,7 +241,9 @@ impl FileStore {
             File::open(&dir)?.sync_all()
         })();
         result.map_err(|e| {
-            let _ = fs::remove_file(&tmp);
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(&tmp);
+            }
             self.io(&self.path, e)
         })
     }
@@ -161,7 +254,8 @@ impl FileStore {
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|e| self.io(&dir, e))
+            .map_err(|e| self.io(&dir, e))?;
+        self.check_dir_private()
     }
 }
 
@@ -226,9 +320,31 @@ impl StateStore for FileStore {
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| self.io(&path, e))?;
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    self.io(
+                        &path,
+                        io::Error::other(
+                            "the lock file is a symbolic link; roster does not follow it",
+                        ),
+                    )
+                } else {
+                    self.io(&path, e)
+                }
+            })?;
+        let meta = file.metadata().map_err(|e| self.io(&path, e))?;
+        {
+            use std::os::unix::fs::MetadataExt;
+            if !meta.is_file() || meta.nlink() > 1 {
+                return Err(self.io(
+                    &path,
+                    io::Error::other("the lock file is not a regular file with a single link"),
+                ));
+            }
+        }
         let deadline = Instant::now() + timeout;
         loop {
             match file.try_lock() {
@@ -283,7 +399,16 @@ impl StateStore for FileStore {
                 found: state.serial,
             });
         }
-        let serial = state.serial + 1;
+        let serial = state
+            .serial
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt {
+                what: format!("state file {}", self.path.display()),
+                detail: format!(
+                    "serial {} cannot be raised (it would overflow)",
+                    state.serial
+                ),
+            })?;
         let mut outcomes = Vec::with_capacity(changes.changes.len());
         for change in changes.changes {
             let address = change.address();

@@ -144,6 +144,10 @@ impl Snapshot {
 pub struct NewSecrets {
     pub password: Option<Secret>,
     pub token: Option<Secret>,
+    /// The user's password is revoked: a store that holds passwords itself
+    /// (SCIM) must make the one it holds unusable (replace it with an
+    /// unknowable random value), not only forget its hash.
+    pub revoke_password: bool,
 }
 
 /// One change in a commit.
@@ -248,7 +252,8 @@ pub trait StoreLock: fmt::Debug {}
 /// Errors from any store. Messages never contain secrets or credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid store URL {url:?}: {reason}")]
+    /// The URL is shown without user info or query (see [`redact_urls`]).
+    #[error("invalid store URL {:?}: {reason}", redact_urls(url))]
     InvalidUrl { url: String, reason: String },
     #[error("the store is locked by {holder}")]
     Locked { holder: LockOwner },
@@ -290,11 +295,17 @@ pub trait StateStore: Send + Sync {
 }
 
 /// A JSON decoding error of stored data, fit for a message: serde quotes the
-/// offending value (`invalid type: string "…", expected u64`), and in a store
-/// that value can be a secret hash, so every double-quoted part is replaced by
-/// `"…"`. Field names (in backticks), line and column are kept.
+/// offending value (`invalid type: string "…", expected u64`, ``unknown
+/// variant `…` ``, ``unknown field `…` ``), and in a store that value can be a
+/// secret hash placed in another field. Every double-quoted part is replaced
+/// by `"…"` and every backtick-quoted part by `` `…` ``, except the names
+/// serde takes from roster's own types: what follows `expected`, and the
+/// field of `missing field` / `duplicate field`. Line and column are kept.
 pub fn redact_json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
+    redact_quoted(&e.to_string())
+}
+
+fn redact_quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -308,8 +319,58 @@ pub fn redact_json_error(e: &serde_json::Error) -> String {
                 escaped = d == '\\' && !escaped;
             }
             out.push_str("…\"");
+        } else if c == '`' {
+            let before = &out[..out.len() - 1];
+            let ours = before.contains("expected")
+                || before.ends_with("missing field ")
+                || before.ends_with("duplicate field ");
+            let mut quoted = String::new();
+            for d in chars.by_ref() {
+                if d == '`' {
+                    break;
+                }
+                quoted.push(d);
+            }
+            out.push_str(if ours { &quoted } else { "…" });
+            out.push('`');
         }
     }
+    out
+}
+
+/// `text` with every URL's user info and query string (and fragment)
+/// replaced by `***`: `scim+https://admin:hunter2@host/x?token=t` becomes
+/// `scim+https://***@host/x?***`. A URL ends at whitespace or a quote,
+/// bracket or angle bracket; its user info is everything before the last `@`
+/// (a password may hold `/`).
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || "\"'`<>(){}".contains(c))
+            .unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        let (main, query) = match url.find(['?', '#']) {
+            Some(q) => (&url[..q], Some(&url[q..q + 1])),
+            None => (url, None),
+        };
+        match main.rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&main[at..]);
+            }
+            None => out.push_str(main),
+        }
+        if let Some(sep) = query {
+            out.push_str(sep);
+            out.push_str("***");
+        }
+        rest = after;
+    }
+    out.push_str(rest);
     out
 }
 
@@ -359,6 +420,61 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
 
 #[cfg(test)]
 mod redact_tests {
+    #[test]
+    fn backtick_quoted_stored_values_are_redacted_in_errors() {
+        const HASH: &str = "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHQ$aGFzaA";
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            class: crate::model::Kind,
+            n: u32,
+        }
+        for json in [
+            format!(r#"{{"class": "{HASH}", "n": 1}}"#),
+            format!(r#"{{"{HASH}": 1}}"#),
+            format!(r#"{{"class": "role", "n": 1, "{HASH}": 2}}"#),
+        ] {
+            let e = serde_json::from_str::<S>(&json).unwrap_err();
+            let msg = super::redact_json_error(&e);
+            assert!(!msg.contains("argon2"), "{msg}");
+            assert!(msg.contains("`…`"), "{msg}");
+            assert!(msg.contains("line 1 column"), "{msg}");
+        }
+        let e = serde_json::from_str::<S>(r#"{"class": "role"}"#).unwrap_err();
+        assert!(
+            super::redact_json_error(&e).contains("missing field `n`"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<S>(&format!(r#"{{"{HASH}": 1}}"#)).unwrap_err();
+        assert!(
+            super::redact_json_error(&e).contains("expected `class` or `n`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn user_info_and_query_strings_of_urls_are_redacted_in_messages() {
+        for (text, want) in [
+            (
+                "invalid store URL \"scim+https://admin:hunter2@scim.example/v2\": bad",
+                "invalid store URL \"scim+https://***@scim.example/v2\": bad",
+            ),
+            (
+                "etcd://root:pa/ss@10.0.0.1:2379/roster is bad",
+                "etcd://***@10.0.0.1:2379/roster is bad",
+            ),
+            (
+                "error sending request for url (https://h/x?token=abc&y=1)",
+                "error sending request for url (https://h/x?***)",
+            ),
+            ("https://h:99999/#frag", "https://h:99999/#***"),
+            ("no url here", "no url here"),
+        ] {
+            assert_eq!(super::redact_urls(text), want);
+        }
+    }
+
     #[test]
     fn json_errors_of_stored_data_lose_their_quoted_values() {
         let e =

@@ -5,7 +5,8 @@
 //!   `roster:user:NAME`, displayName, name.givenName/familyName, one primary
 //!   work email, `active`, `roles` = the effective roles (own roles and the
 //!   roles of the user's groups), `entitlements` = set rights as `area:level`,
-//!   `password` written on create/rotation/reactivation (never read back);
+//!   `password` written on create/rotation/reactivation (never read back)
+//!   and, on revocation, replaced by a random value nobody receives;
 //! - a roster group is a SCIM `Group` (externalId `roster:group:NAME`) whose
 //!   `members` are the managed users whose `groups` contain it;
 //! - everything the core schema cannot hold goes into roster's extension
@@ -748,6 +749,18 @@ fn meta_ext(m: &mut Map<String, Value>, meta: &RecordMeta, serial: u64) {
     put(m, "updatedAt", json!(meta.updated_at));
 }
 
+/// Whether a user's change must make the password the server holds
+/// unusable: the plan revokes it, or (a server without roster's extension,
+/// where roster cannot know whether a password was issued) the user no
+/// longer may have one: inactive, `sso`, or `credentials.password: false`.
+fn revokes_password(secrets: &NewSecrets, record: &Record<UserSpec>, extension: bool) -> bool {
+    let s = &record.spec;
+    let may_have = s.active
+        && s.credentials.password
+        && s.authentication == crate::model::Authentication::Local;
+    secrets.revoke_password || (!extension && !may_have)
+}
+
 /// The full SCIM representation of a managed user (without password).
 fn user_json(
     name: &str,
@@ -1172,6 +1185,18 @@ impl ScimStore {
                 } else {
                     extra.push(json!({"op": "replace", "path": "password", "value": pw.expose()}));
                 }
+            } else if current.is_some() && revokes_password(&secrets, &record, d.extension) {
+                // Revocation must revoke where the secret lives: the server
+                // keeps the issued password, so it is replaced by a random
+                // value nobody ever sees (generated, sent, dropped). A server
+                // that refuses the write fails the change (FAILED, not ok).
+                let unknowable =
+                    crate::secret::generate_password(&Default::default()).map_err(|e| {
+                        StoreError::Remote(format!("generating a random password: {e}"))
+                    })?;
+                extra.push(
+                    json!({"op": "replace", "path": "password", "value": unknowable.expose()}),
+                );
             }
             let lookup = format!("userName eq {}", quote(&name));
             if let Some(op) =
