@@ -50,6 +50,9 @@ struct Proxy {
     port: u16,
     stop: Arc<AtomicBool>,
     enabled: Arc<AtomicBool>,
+    /// While set, every PATCH or PUT whose body writes a `password` is
+    /// answered `400` by the proxy (a provider that refuses password writes).
+    refuse_password_writes: Arc<AtomicBool>,
     counts: Arc<Counts>,
 }
 
@@ -134,13 +137,30 @@ fn rewrite(head: &str, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
-fn serve(mut client: TcpStream, upstream: u16, fault: Fault, counts: &Counts) {
+/// Whether a request writes a password (a PATCH or PUT naming `password`).
+fn writes_password(head: &str, body: &[u8]) -> bool {
+    (head.starts_with("PATCH ") || head.starts_with("PUT "))
+        && String::from_utf8_lossy(body).contains("\"password\"")
+}
+
+fn serve(
+    mut client: TcpStream,
+    upstream: u16,
+    fault: Fault,
+    refuse_password_writes: bool,
+    counts: &Counts,
+) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = client.set_write_timeout(Some(Duration::from_secs(30)));
     let Some((head, body)) = read_request(&mut client) else {
         return;
     };
     counts.requests.fetch_add(1, Ordering::SeqCst);
+    let fault = if refuse_password_writes && writes_password(&head, &body) {
+        Fault::Status(400)
+    } else {
+        fault
+    };
     if let Fault::Status(code) = fault {
         counts.statuses.fetch_add(1, Ordering::SeqCst);
         let body = format!(
@@ -180,8 +200,14 @@ fn start_proxy(upstream: u16, seed: u64) -> Proxy {
     let port = listener.local_addr().expect("addr").port();
     let stop = Arc::new(AtomicBool::new(false));
     let enabled = Arc::new(AtomicBool::new(true));
+    let refuse_password_writes = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Counts::default());
-    let (s, e, c) = (stop.clone(), enabled.clone(), counts.clone());
+    let (s, e, r, c) = (
+        stop.clone(),
+        enabled.clone(),
+        refuse_password_writes.clone(),
+        counts.clone(),
+    );
     thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate().take(MAX_CONNECTIONS) {
             if s.load(Ordering::SeqCst) {
@@ -193,14 +219,16 @@ fn start_proxy(upstream: u16, seed: u64) -> Proxy {
             } else {
                 Fault::None
             };
+            let refuse = r.load(Ordering::SeqCst);
             let c = c.clone();
-            thread::spawn(move || serve(conn, upstream, fault, &c));
+            thread::spawn(move || serve(conn, upstream, fault, refuse, &c));
         }
     });
     Proxy {
         port,
         stop,
         enabled,
+        refuse_password_writes,
         counts,
     }
 }
@@ -348,6 +376,77 @@ fn faults_are_retried_or_reported_and_a_rerun_converges() {
         assert_eq!(code(&out), 0, "{}", show(&out));
     }
     let replan = run(&direct_url, &["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(code(&replan), 0, "{}", show(&replan));
+    assert!(stdout(&replan).contains("No changes."), "{}", show(&replan));
+}
+
+/// Issue 16: a revocation the server refuses is reported `FAILED`, never `ok`,
+/// the apply exits 1, and with the server accepting again a re-run revokes
+/// the password and converges.
+#[test]
+fn a_refused_password_revocation_is_reported_failed_never_ok() {
+    let server = ScimServer::start(ServerConfig {
+        extension: true,
+        ..ServerConfig::default()
+    });
+    let proxy = start_proxy(server.port, seed());
+    proxy.enabled.store(false, Ordering::SeqCst);
+    let url = format!("scim+http://127.0.0.1:{}/v2", proxy.port);
+    let dir = tempfile::tempdir().unwrap();
+    copy_example("iris-hr", &dir.path().join("iris-hr"));
+    let run = |args: &[&str]| {
+        roster_command(dir.path())
+            .args(args)
+            .args(["--store", &url])
+            .env("ROSTER_SCIM_TOKEN", TOKEN)
+            .output()
+            .expect("run roster")
+    };
+    let first = run(&["apply", "iris-hr", "--yes", "--secrets-out", "s1.json"]);
+    assert_eq!(code(&first), 0, "{}", show(&first));
+
+    // qlearsite's password is turned off: roster must revoke it on the server.
+    let users = dir.path().join("iris-hr/users.yaml");
+    let original = std::fs::read_to_string(&users).expect("users.yaml");
+    let start = original.find("  qlearsite:").expect("qlearsite");
+    let end = start
+        + original[start..]
+            .find("  payroll-bureau:")
+            .expect("next user");
+    let block = original[start..end].replace("password: true", "password: false");
+    assert_ne!(
+        block,
+        original[start..end],
+        "the example gives qlearsite a password"
+    );
+    let changed = format!("{}{}{}", &original[..start], block, &original[end..]);
+    std::fs::write(&users, changed).expect("write users.yaml");
+
+    proxy.refuse_password_writes.store(true, Ordering::SeqCst);
+    let refused = run(&["apply", "iris-hr", "--yes", "--secrets-out", "s2.json"]);
+    let text = show(&refused);
+    assert_eq!(code(&refused), 1, "{text}");
+    let (ok, failed) = outcomes(&stderr(&refused));
+    assert!(
+        failed.iter().any(|a| a == "user.qlearsite"),
+        "the refused revocation is FAILED: {text}"
+    );
+    assert!(
+        !ok.iter().any(|a| a == "user.qlearsite"),
+        "never ok: {text}"
+    );
+    let pending = run(&["plan", "iris-hr", "--detailed-exitcode"]);
+    assert_eq!(
+        code(&pending),
+        2,
+        "the revocation is still to do: {}",
+        show(&pending)
+    );
+
+    proxy.refuse_password_writes.store(false, Ordering::SeqCst);
+    let again = run(&["apply", "iris-hr", "--yes", "--secrets-out", "s3.json"]);
+    assert_eq!(code(&again), 0, "{}", show(&again));
+    let replan = run(&["plan", "iris-hr", "--detailed-exitcode"]);
     assert_eq!(code(&replan), 0, "{}", show(&replan));
     assert!(stdout(&replan).contains("No changes."), "{}", show(&replan));
 }
