@@ -4,7 +4,7 @@
 //! The schema is generated from the model types (`model::config_schema`) and
 //! compiled once per process.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use jsonschema::error::ValidationErrorKind;
@@ -96,20 +96,46 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Validate one file's JSON. Reports into `ctx` and returns the pointers of
-/// the values that failed (their entries are left out of the typed model).
-pub(super) fn validate(value: &Value, file: usize, ctx: &mut Ctx) -> BTreeSet<Ptr> {
-    let mut bad = BTreeSet::new();
-    for error in validator().iter_errors(value) {
-        let ptr = tokens(error.instance_path());
-        report(&error, file, &ptr, ctx);
-        bad.insert(ptr);
-    }
-    bad
+/// What to take out of an entry that failed the schema so that the rest of
+/// it can still be read and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Fix {
+    /// The value at the pointer is wrong: leave it out.
+    Drop,
+    /// The map at the pointer lacks this required field.
+    Missing(String),
 }
 
-fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
+/// Validate one file's JSON. Reports into `ctx` and returns, per pointer, what
+/// failed there (the entry is read without it, see `load::prune`).
+pub(super) fn validate(value: &Value, file: usize, ctx: &mut Ctx) -> BTreeMap<Ptr, Vec<Fix>> {
+    let mut fixes = BTreeMap::new();
+    for error in validator().iter_errors(value) {
+        let ptr = tokens(error.instance_path());
+        report(&error, file, &ptr, ctx, &mut fixes);
+    }
+    fixes
+}
+
+fn fix(fixes: &mut BTreeMap<Ptr, Vec<Fix>>, ptr: Ptr, f: Fix) {
+    fixes.entry(ptr).or_default().push(f);
+}
+
+fn report(
+    error: &ValidationError<'_>,
+    file: usize,
+    ptr: &Ptr,
+    ctx: &mut Ctx,
+    fixes: &mut BTreeMap<Ptr, Vec<Fix>>,
+) {
     let instance = error.instance();
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { .. }
+        | ValidationErrorKind::PropertyNames { .. }
+        | ValidationErrorKind::Required { .. } => {}
+        ValidationErrorKind::AnyOf { .. } => {}
+        _ => fix(fixes, ptr.clone(), Fix::Drop),
+    }
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let known: Vec<String> = schema_at(schema(), ptr)
@@ -120,6 +146,7 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
             for field in unexpected {
                 let mut p = ptr.clone();
                 p.push(field.clone());
+                fix(fixes, p.clone(), Fix::Drop);
                 let help = diag::did_you_mean(field, known.iter().map(String::as_str))
                     .map(|s| format!("did you mean `{s}`?"))
                     .or_else(|| {
@@ -165,10 +192,11 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
             match branch {
                 Some(errs) if !errs.is_empty() => {
                     for e in errs {
-                        report(e, file, &tokens(e.instance_path()), ctx);
+                        report(e, file, &tokens(e.instance_path()), ctx, fixes);
                     }
                 }
                 _ => {
+                    fix(fixes, ptr.clone(), Fix::Drop);
                     let expected = schema_at(schema(), ptr)
                         .and_then(|s| {
                             s.get("type")
@@ -241,6 +269,7 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or("?");
+            fix(fixes, ptr.clone(), Fix::Missing(name.to_string()));
             ctx.err(
                 file,
                 ptr.clone(),
@@ -248,6 +277,20 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
                 "schema.required",
                 format!("missing required field `{name}`"),
             );
+        }
+        ValidationErrorKind::Pattern { .. }
+            if ptr.len() >= 2 && ptr[ptr.len() - 2] == "previous_names" =>
+        {
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "name.invalid",
+                format!("previous name {} is not a valid name", short(instance)),
+            )
+            .help = Some(format!(
+                "names are 1 to 64 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit ({NAME_PATTERN})"
+            ));
         }
         ValidationErrorKind::Pattern { pattern } => {
             let field = ptr.last().map(String::as_str).unwrap_or("value");

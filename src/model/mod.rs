@@ -391,6 +391,7 @@ pub struct User {
     pub email: Option<String>,
     /// Names this user had before; the user is renamed, not recreated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = NAME_PATTERN)))]
     pub previous_names: Vec<String>,
     #[serde(flatten)]
     pub fields: Template,
