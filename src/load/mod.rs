@@ -493,7 +493,12 @@ fn prune<'a>(
                     .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
                     .collect();
                 if let Some(map) = entry.pointer_mut(&parent).and_then(Value::as_object_mut) {
-                    map.remove(&rel[cut - 1]);
+                    if cut == 1 && rel[0] == "display_name" {
+                        // As above: only needed to write the user.
+                        map.insert(rel[0].clone(), Value::from(""));
+                    } else {
+                        map.remove(&rel[cut - 1]);
+                    }
                 }
                 dropped.insert(rel[..cut].join("/"));
             }
@@ -582,7 +587,9 @@ fn read_entry<T: DeserializeOwned>(
         return (typed::<T>(v, idx, p, what, ctx), BTreeSet::new());
     }
     match prune(&mut v, under) {
-        Some(dropped) => (typed::<T>(v, idx, p, what, ctx), dropped),
+        // The entry already has an error; if what is left still cannot be
+        // read (a required field failed), its checks do not run.
+        Some(dropped) => (serde_json::from_value(v).ok(), dropped),
         None => (None, BTreeSet::new()),
     }
 }

@@ -13,7 +13,7 @@ use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
 use super::{Ctx, Ptr, diag};
-use crate::model::{NAME_PATTERN, config_schema};
+use crate::model::{NAME_PATTERN, NO_CONTROL_PATTERN, PERMISSION_PATTERN, config_schema};
 
 fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
@@ -77,6 +77,16 @@ fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
 }
 
 fn short(v: &Value) -> String {
+    if let Value::String(s) = v {
+        // Quote only the start: the value may be megabytes long.
+        let head: String = s.chars().take(41).collect();
+        let mut quoted = Value::from(head.chars().take(40).collect::<String>()).to_string();
+        if head.chars().count() > 40 {
+            // Before the closing quote.
+            quoted.insert(quoted.len() - 1, '…');
+        }
+        return quoted;
+    }
     let s = v.to_string();
     if s.chars().count() > 40 {
         format!("{}…", s.chars().take(40).collect::<String>())
@@ -161,6 +171,34 @@ fn report(
                 )
                 .help = help;
             }
+        }
+        ValidationErrorKind::PropertyNames { error: inner }
+            if ptr.last().map(String::as_str) == Some("set_rights") =>
+        {
+            fix(fixes, ptr.clone(), Fix::Drop);
+            let area = short(inner.instance());
+            let mut p = ptr.clone();
+            p.push(inner.instance().as_str().unwrap_or_default().to_string());
+            let (code, message) = match inner.kind() {
+                ValidationErrorKind::MinLength { .. } => (
+                    "schema.length",
+                    "a set-rights area may not be empty".to_string(),
+                ),
+                ValidationErrorKind::MaxLength { limit } => (
+                    "schema.length",
+                    format!(
+                        "set-rights area {area} is {} characters long; at most {limit} are allowed",
+                        inner.instance().as_str().map_or(0, |s| s.chars().count())
+                    ),
+                ),
+                _ => (
+                    "schema.pattern",
+                    format!(
+                        "set-rights area {area} contains a control character (a newline, tab or escape)"
+                    ),
+                ),
+            };
+            ctx.err(file, p, true, code, message);
         }
         ValidationErrorKind::PropertyNames { error: inner } => {
             let name = inner
@@ -292,6 +330,62 @@ fn report(
                 "names are 1 to 64 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit ({NAME_PATTERN})"
             ));
         }
+        ValidationErrorKind::MaxLength { limit } | ValidationErrorKind::MinLength { limit } => {
+            let what = describe(ptr);
+            let len = instance.as_str().map_or(0, |s| s.chars().count());
+            let message = if len == 0 {
+                format!("{what} may not be empty")
+            } else if matches!(error.kind(), ValidationErrorKind::MaxLength { .. }) {
+                format!("{what} is {len} characters long; at most {limit} are allowed")
+            } else {
+                format!("{what} is {len} characters long; at least {limit} are needed")
+            };
+            ctx.err(file, ptr.clone(), false, "schema.length", message);
+        }
+        ValidationErrorKind::MaxItems { limit } | ValidationErrorKind::MaxProperties { limit } => {
+            let what = describe(ptr);
+            let len = match &**instance {
+                Value::Array(a) => a.len(),
+                Value::Object(o) => o.len(),
+                _ => 0,
+            };
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.length",
+                format!("{what} has {len} entries; at most {limit} are allowed"),
+            );
+        }
+        ValidationErrorKind::Pattern { pattern } if pattern.as_str() == NO_CONTROL_PATTERN => {
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.pattern",
+                format!(
+                    "{} {} contains a control character (a newline, tab or escape)",
+                    describe(ptr),
+                    short(instance)
+                ),
+            );
+        }
+        ValidationErrorKind::Pattern { pattern } if pattern.as_str() == PERMISSION_PATTERN => {
+            if instance.as_str() == Some("") {
+                // Reported as empty (minLength).
+                return;
+            }
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.pattern",
+                format!(
+                    "permission {} may hold only letters, digits, `.`, `_`, `:`, `/`, `*` and `-`, starting with a letter or digit",
+                    short(instance)
+                ),
+            );
+        }
         ValidationErrorKind::Pattern { pattern } => {
             let field = ptr.last().map(String::as_str).unwrap_or("value");
             let message = match field {
@@ -335,6 +429,17 @@ fn report(
                 error.to_string(),
             );
         }
+    }
+}
+
+/// How a value is named in a message: `display_name`, or an entry of `permissions`.
+fn describe(ptr: &Ptr) -> String {
+    match ptr.as_slice() {
+        [.., list, i] if i.parse::<usize>().is_ok() => {
+            format!("entry #{} of `{list}`", i.parse::<usize>().unwrap_or(0) + 1)
+        }
+        [.., field] => format!("`{field}`"),
+        [] => "the value".into(),
     }
 }
 
