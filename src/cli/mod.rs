@@ -161,6 +161,10 @@ pub struct PlanArgs {
     /// Allow deactivating or deleting more than `max_removal_fraction` of the managed users.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Accept paths under which no *.yaml/*.yml file is found (an empty config; a plan then
+    /// removes every managed resource). Without it that is an error.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +196,10 @@ pub struct ApplyArgs {
     /// age-armored, otherwise the armored text goes to stdout.
     #[arg(long, value_name = "AGE_RECIPIENT")]
     pub secrets_recipient: Vec<String>,
+    /// Accept paths under which no *.yaml/*.yml file is found (an empty config; a plan then
+    /// removes every managed resource). Without it that is an error.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +253,10 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     pub format: ValidateFormat,
+    /// Accept paths under which no *.yaml/*.yml file is found (an empty config; a plan then
+    /// removes every managed resource). Without it that is an error.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// How a command ended; mapped to the process exit status in `main`.

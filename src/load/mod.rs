@@ -217,7 +217,8 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
             }
         }
     }
-    let desired = check_and_resolve(raw, &mut ctx, hex::encode(hasher.finalize()));
+    let mut desired = check_and_resolve(raw, &mut ctx, hex::encode(hasher.finalize()));
+    desired.files = ctx.sources.len();
     let diags = ctx.finish();
     if diags.is_empty() {
         Ok(desired)
@@ -1222,6 +1223,27 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         assignments,
         renames,
         digest,
+        files: 0,
+    }
+}
+
+/// The diagnostic for paths under which no config file was found: a run in
+/// the wrong directory must not look like a clean one.
+pub fn no_config_files(paths: &[PathBuf]) -> Diagnostics {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    Diagnostics {
+        items: vec![Diagnostic {
+            file: shown.join(", "),
+            line: 0,
+            column: 0,
+            message: "no config file (*.yaml or *.yml) was found here".into(),
+            code: "config.empty",
+            help: Some(
+                "run roster in the config directory or pass its path; pass --allow-empty to use an empty config on purpose (a plan then removes every managed resource)".into(),
+            ),
+            related: Vec::new(),
+        }],
+        sources: BTreeMap::new(),
     }
 }
 
