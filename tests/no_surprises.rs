@@ -170,3 +170,172 @@ fn history_records_the_uid_account_and_the_ci_actor() {
     }
     assert!(user.ends_with("(GitHub actor octocat)"), "{user}");
 }
+
+fn state(dir: &Path) -> serde_json::Value {
+    let text = fs::read_to_string(dir.join(".roster/state.json")).expect("state file");
+    serde_json::from_str(&text).expect("state is JSON")
+}
+
+fn set_state(dir: &Path, v: &serde_json::Value) {
+    fs::write(
+        dir.join(".roster/state.json"),
+        serde_json::to_string_pretty(v).expect("json"),
+    )
+    .expect("write state");
+}
+
+/// Regression: a config entry named like an unmanaged store resource
+/// silently adopted and modified it (`~ user.lms (adopt)`), while unmanaged
+/// resources are documented as never modified.
+#[test]
+fn an_unmanaged_resource_is_adopted_only_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "config/a.yaml", CONFIG);
+    let out = roster(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // The user now exists in the store but is not roster's (made by hand).
+    let mut s = state(dir.path());
+    s["users"]["lms"]["managed"] = serde_json::json!(false);
+    set_state(dir.path(), &s);
+    let before = fs::read(dir.path().join(".roster/state.json")).expect("state");
+    write(
+        dir.path(),
+        "config/a.yaml",
+        &CONFIG.replace("display_name: LMS", "display_name: LMS sync"),
+    );
+    for args in [&["plan", "config"][..], &["apply", "config", "--yes"][..]] {
+        let out = roster(dir.path(), args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("the store holds but roster does not manage: user.lms"),
+            "{err}"
+        );
+        assert!(err.contains("--adopt user.lms"), "{err}");
+    }
+    assert_eq!(
+        fs::read(dir.path().join(".roster/state.json")).expect("state"),
+        before,
+        "the unmanaged user was modified"
+    );
+    // A typo in --adopt is not ignored.
+    let out = roster(dir.path(), &["plan", "config", "--adopt", "user.lsm"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("--adopt user.lsm: no unmanaged resource"),
+        "{}",
+        stderr(&out)
+    );
+    // Asked for: adopted.
+    let out = roster(dir.path(), &["plan", "config", "--adopt", "user.lms"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("user.lms"), "{}", stdout(&out));
+    let out = roster(dir.path(), &["apply", "config", "--yes", "--adopt", "lms"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(state(dir.path())["users"]["lms"]["managed"], true);
+    let out = roster(dir.path(), &["plan", "config"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}
+
+/// Regression: removing a protected user from the files made every plan fail
+/// (blocking every other change), and `protected: false` with `active: false`
+/// in one edit was refused too.
+#[test]
+fn protected_resources_are_kept_and_everything_else_is_planned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep = "users:\n  break-glass:\n    display_name: Break glass\n    protected: true\n";
+    write(dir.path(), "config/a.yaml", CONFIG);
+    write(dir.path(), "config/keep.yaml", keep);
+    let out = roster(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    fs::remove_file(dir.path().join("config/keep.yaml")).expect("remove");
+    write(
+        dir.path(),
+        "config/a.yaml",
+        &CONFIG.replace("display_name: LMS", "display_name: LMS sync"),
+    );
+    let out = roster(dir.path(), &["plan", "config"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("user.lms"), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("user.break-glass"),
+        "{}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: protected, left as it is: user.break-glass"),
+        "{err}"
+    );
+    assert!(err.contains("`protected: false`"), "{err}");
+    let out = roster(dir.path(), &["plan", "config", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["protected"], serde_json::json!(["user.break-glass"]));
+    let out = roster(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let s = state(dir.path());
+    assert_eq!(s["users"]["break-glass"]["spec"]["active"], true);
+    assert_eq!(s["users"]["lms"]["spec"]["display_name"], "LMS sync");
+    // Unprotect and deactivate in one edit.
+    write(
+        dir.path(),
+        "config/keep.yaml",
+        "users:\n  break-glass:\n    display_name: Break glass\n    protected: false\n    active: false\n",
+    );
+    let out = roster(
+        dir.path(),
+        &["apply", "config", "--yes", "--allow-mass-removal"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert_eq!(
+        state(dir.path())["users"]["break-glass"]["spec"]["active"],
+        false
+    );
+}
+
+/// Regression: after an offboarding (a user deactivated, its group and role
+/// deleted) `roster export` wrote a config that did not validate
+/// (`ref.unknown-group`, `ref.unknown-role` on the deactivated user).
+#[test]
+fn export_round_trips_after_an_offboarding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = "roles:\n  reader:\n    permissions: [payroll.read]\ngroups:\n  staff:\n    roles: [reader]\nusers:\n  lms:\n    display_name: LMS\n    groups: [staff]\n";
+    let leaving = "roles:\n  vendor-role:\n    permissions: [vendor.read]\ngroups:\n  vendor:\n    roles: [vendor-role]\nusers:\n  vendor-sync:\n    display_name: Vendor sync\n    groups: [vendor, staff]\n    roles: [vendor-role, reader]\n    credentials: { token: true }\n";
+    write(dir.path(), "config/base.yaml", base);
+    write(dir.path(), "config/vendor.yaml", leaving);
+    let out = roster(
+        dir.path(),
+        &[
+            "apply",
+            "config",
+            "--yes",
+            "--secrets-out",
+            "s.json",
+            "--allow-mass-removal",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Offboarding: the vendor's user, group and role leave the config.
+    fs::remove_file(dir.path().join("config/vendor.yaml")).expect("remove");
+    let out = roster(
+        dir.path(),
+        &["apply", "config", "--yes", "--allow-mass-removal"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let s = state(dir.path());
+    assert_eq!(s["users"]["vendor-sync"]["spec"]["active"], false);
+    assert_eq!(
+        s["users"]["vendor-sync"]["spec"]["groups"],
+        serde_json::json!(["staff"])
+    );
+    let out = roster(dir.path(), &["export"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    write(dir.path(), "exported/all.yaml", &stdout(&out));
+    let out = roster(dir.path(), &["validate", "exported"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = roster(dir.path(), &["plan", "exported"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}

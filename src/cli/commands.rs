@@ -20,7 +20,7 @@ use crate::store::{self, AuditEntry, LockOwner, OpenOptions, StateStore};
 pub fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
-        Command::Plan(args) => plan_cmd(&args),
+        Command::Plan(args) => plan_cmd(&args, cli.quiet),
         Command::Apply(args) => apply_cmd(&args, cli.quiet),
         Command::Show(args) => show(&args),
         Command::Export(args) => export(&args),
@@ -249,18 +249,108 @@ fn make_plan(
     desired: crate::model::Desired,
     store: &Arc<dyn StateStore>,
     allow_mass_removal: bool,
+    adopt: &[String],
 ) -> anyhow::Result<Plan> {
     let snapshot = store
         .read()
         .with_context(|| format!("reading {}", store.info().location))?;
     let mut plan = plan::plan(&desired, &snapshot, PlanOptions { allow_mass_removal })?;
     plan.store = Some(store.info());
+    check_adoption(&plan, adopt)?;
     // The plan owns what it needs. The desired state and the snapshot are
     // not freed one string at a time (a fifth of a second at 100k users):
     // the process exits soon after and the OS takes the memory back whole.
     std::mem::forget(desired);
     std::mem::forget(snapshot);
     Ok(plan)
+}
+
+/// Adoption is explicit: a config entry named like a resource the store holds
+/// unmanaged is an error unless `--adopt` names it (unmanaged resources are
+/// never modified otherwise). An `--adopt` that matches no such resource is an
+/// error too (a typo must not pass silently).
+fn check_adoption(plan: &Plan, adopt: &[String]) -> anyhow::Result<()> {
+    let asked = |s: &plan::Step| adopt.iter().any(|a| *a == s.address || *a == s.name);
+    let unused: Vec<&str> = adopt
+        .iter()
+        .filter(|a| {
+            !plan
+                .steps
+                .iter()
+                .any(|s| s.adopt && (**a == s.address || **a == s.name))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unused.is_empty() {
+        bail!(
+            "--adopt {}: no unmanaged resource of that name is in both the config and the store (the plan adopts: {})",
+            unused.join(", "),
+            {
+                let adopting: Vec<&str> = plan
+                    .steps
+                    .iter()
+                    .filter(|s| s.adopt)
+                    .map(|s| s.address.as_str())
+                    .collect();
+                if adopting.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    adopting.join(", ")
+                }
+            }
+        );
+    }
+    let refused: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.adopt && !asked(s))
+        .map(|s| s.address.as_str())
+        .collect();
+    if !refused.is_empty() {
+        let flags: Vec<String> = refused.iter().map(|a| format!("--adopt {a}")).collect();
+        bail!(
+            "the config names {} that the store holds but roster does not manage: {}. \
+             roster never modifies an unmanaged resource unless asked: to take it over with the \
+             config's values, run again with {}; otherwise rename the config entry. Nothing was changed",
+            if refused.len() == 1 {
+                "a resource"
+            } else {
+                "resources"
+            },
+            refused.join(", "),
+            flags.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// Protected resources the config would deactivate or delete are left as
+/// they are: say so on stderr, with how to proceed (not under `-q`).
+fn warn_protected(plan: &Plan, quiet: bool) {
+    if quiet || plan.protected.is_empty() {
+        return;
+    }
+    eprintln!(
+        "warning: protected, left as {} {}: {}. To deactivate or delete {}, first set \
+         `protected: false` in the config and apply (for a user, `protected: false` with \
+         `active: false` in the same edit deactivates it), then remove it.",
+        if plan.protected.len() == 1 {
+            "it"
+        } else {
+            "they"
+        },
+        if plan.protected.len() == 1 {
+            "is"
+        } else {
+            "are"
+        },
+        plan.protected.join(", "),
+        if plan.protected.len() == 1 {
+            "it"
+        } else {
+            "them"
+        },
+    );
 }
 
 fn render_plan(plan: &Plan, format: PlanFormat) -> String {
@@ -271,12 +361,13 @@ fn render_plan(plan: &Plan, format: PlanFormat) -> String {
     }
 }
 
-fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
+fn plan_cmd(args: &PlanArgs, quiet: bool) -> anyhow::Result<Exit> {
     let Some(desired) = load_or_report(&args.paths, args.allow_empty) else {
         return Ok(Exit::Failure);
     };
     let store = open_store(&args.store)?;
-    let plan = make_plan(desired, &store, args.allow_mass_removal)?;
+    let plan = make_plan(desired, &store, args.allow_mass_removal, &args.adopt)?;
+    warn_protected(&plan, quiet);
     if let Some(out) = &args.out {
         std::fs::write(out, render::json(&plan))
             .with_context(|| format!("writing the plan to {}", out.display()))?;
@@ -543,8 +634,11 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             }
             plan
         }
-        Source::Config(desired) => make_plan(*desired, &store, args.allow_mass_removal)?,
+        Source::Config(desired) => {
+            make_plan(*desired, &store, args.allow_mass_removal, &args.adopt)?
+        }
     };
+    warn_protected(&plan, quiet);
     let mut out = std::io::stdout().lock();
     if !plan.has_changes() {
         writeln!(out, "{}", render::summary_line(&plan))?;

@@ -165,6 +165,11 @@ pub struct PlanArgs {
     /// removes every managed resource). Without it that is an error.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Take over a resource that exists in the store unmanaged and that the config names
+    /// (`user.NAME`, `group.NAME`, ... or a bare NAME); repeatable. Without it such a clash is
+    /// an error: roster never modifies a resource it does not manage unless asked.
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +205,11 @@ pub struct ApplyArgs {
     /// removes every managed resource). Without it that is an error.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Take over a resource that exists in the store unmanaged and that the config names
+    /// (`user.NAME`, `group.NAME`, ... or a bare NAME); repeatable. Without it such a clash is
+    /// an error: roster never modifies a resource it does not manage unless asked.
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(Debug, Args)]
