@@ -330,6 +330,46 @@ fn export_round_trips_after_an_offboarding() {
         s["users"]["vendor-sync"]["spec"]["groups"],
         serde_json::json!(["staff"])
     );
+    // A user deactivated earlier whose group goes later: its membership goes
+    // with the group.
+    write(
+        dir.path(),
+        "config/legacy.yaml",
+        "groups:\n  legacy:\n    roles: [reader]\nusers:\n  old-sync:\n    display_name: Old sync\n    groups: [legacy]\n",
+    );
+    let out = roster(
+        dir.path(),
+        &["apply", "config", "--yes", "--allow-mass-removal"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    write(
+        dir.path(),
+        "config/legacy.yaml",
+        "groups:\n  legacy:\n    roles: [reader]\n",
+    );
+    let out = roster(
+        dir.path(),
+        &["apply", "config", "--yes", "--allow-mass-removal"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        state(dir.path())["users"]["old-sync"]["spec"]["active"],
+        false
+    );
+    fs::remove_file(dir.path().join("config/legacy.yaml")).expect("remove");
+    let out = roster(dir.path(), &["plan", "config"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("user.old-sync"), "{}", stdout(&out));
+    let out = roster(
+        dir.path(),
+        &["apply", "config", "--yes", "--allow-mass-removal"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        state(dir.path())["users"]["old-sync"]["spec"]
+            .get("groups")
+            .is_none()
+    );
     let out = roster(dir.path(), &["export"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     write(dir.path(), "exported/all.yaml", &stdout(&out));
@@ -338,4 +378,29 @@ fn export_round_trips_after_an_offboarding() {
     let out = roster(dir.path(), &["plan", "exported"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("No changes."), "{}", stdout(&out));
+}
+
+/// `identity_provider: null` in a user does not clear a template's value:
+/// `null` is the same as leaving the field out, as the README documents
+/// (Templates: "`null` ... does not clear an inherited value").
+#[test]
+fn null_does_not_clear_an_inherited_scalar_as_documented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "config/a.yaml",
+        "templates:\n  sso:\n    authentication: sso\n    identity_provider: okta\nusers:\n  lms:\n    display_name: LMS\n    extends: sso\n    identity_provider: null\n",
+    );
+    let out = roster(dir.path(), &["plan", "config", "--format", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let step = &v["steps"][0];
+    assert_eq!(step["address"], "user.lms");
+    assert_eq!(step["target"]["identity_provider"], "okta");
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README");
+    assert!(
+        readme.contains("`null` is the same\n  as leaving the field out, so it does not clear an inherited value"),
+        "the README must document how null behaves in a user that extends a template"
+    );
 }

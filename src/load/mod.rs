@@ -1071,6 +1071,8 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
     let no_template = Template::default();
     // Whether every user's `active` is known (for the max_active_users check).
     let mut all_known = true;
+    let none = BTreeSet::new();
+    let everything = BTreeSet::from(["*".to_string()]);
     for (name, def) in std::mem::take(&mut raw.users) {
         let Some(u) = def.value else {
             all_known = false;
@@ -1078,8 +1080,6 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         };
         check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
         // The template the user extends, and what of it is not known.
-        let none = BTreeSet::new();
-        let everything = BTreeSet::from(["*".to_string()]);
         let (base, inherited) = match u.fields.extends.as_deref() {
             None if def.dropped.contains("extends") => (Some(&no_template), &everything),
             None => (Some(&no_template), &none),

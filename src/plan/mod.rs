@@ -325,20 +325,32 @@ impl Builder<'_> {
         }
     }
 
-    /// Take out of a user that the config no longer declares the groups and
-    /// roles that will not exist after this plan (deleted by it, or gone).
+    /// Whether group `g` exists after this plan (declared, or kept: unmanaged or protected).
+    fn group_stays(&self, desired: &Desired, g: &str) -> bool {
+        desired.groups.contains_key(g)
+            || self
+                .actual
+                .groups
+                .get(g)
+                .is_some_and(|r| !r.managed || r.spec.protected)
+    }
+
+    /// Whether role `r` exists after this plan (declared, or unmanaged).
+    fn role_stays(&self, desired: &Desired, r: &str) -> bool {
+        desired.roles.contains_key(r) || self.actual.roles.get(r).is_some_and(|s| !s.managed)
+    }
+
+    /// Whether a user that the config no longer declares names a group or
+    /// role that will not exist after this plan.
+    fn dangles(&self, desired: &Desired, user: &crate::model::UserSpec) -> bool {
+        user.groups.iter().any(|g| !self.group_stays(desired, g))
+            || user.roles.iter().any(|r| !self.role_stays(desired, r))
+    }
+
+    /// Take those groups and roles out of the user.
     fn drop_dangling(&self, desired: &Desired, user: &mut crate::model::UserSpec) {
-        let actual = self.actual;
-        user.groups.retain(|g| {
-            desired.groups.contains_key(g)
-                || actual
-                    .groups
-                    .get(g)
-                    .is_some_and(|r| !r.managed || r.spec.protected)
-        });
-        user.roles.retain(|r| {
-            desired.roles.contains_key(r) || actual.roles.get(r).is_some_and(|s| !s.managed)
-        });
+        user.groups.retain(|g| self.group_stays(desired, g));
+        user.roles.retain(|r| self.role_stays(desired, r));
     }
 
     fn users(&mut self, desired: &Desired) -> usize {
@@ -365,11 +377,10 @@ impl Builder<'_> {
                 // A kept (deactivated) user must not point at groups and roles
                 // this plan deletes: the store stays consistent and `export`
                 // writes a config that validates.
-                let mut after = r.spec.clone();
-                after.active = false;
-                self.drop_dangling(desired, &mut after);
                 if !deleting && !r.spec.active {
-                    if after != r.spec && !r.spec.protected {
+                    if self.dangles(desired, &r.spec) {
+                        let mut after = r.spec.clone();
+                        self.drop_dangling(desired, &mut after);
                         self.removals.push(Step {
                             action: Action::Update,
                             address,
@@ -404,6 +415,9 @@ impl Builder<'_> {
                         adopt: false,
                     }
                 } else {
+                    let mut after = r.spec.clone();
+                    after.active = false;
+                    self.drop_dangling(desired, &mut after);
                     Step {
                         action: Action::Deactivate,
                         address,
