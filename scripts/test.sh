@@ -15,10 +15,24 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   echo "Installing ${need_apt[*]} from Debian's packages" >&2
   apt-get update -qq
-  # Packages may try to start their service; the tests run their own etcd on free ports.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # Stop a service instance the package may have started (the tests never use it).
-  pkill -x etcd 2>/dev/null || true
+  # Packages may try to start their service; the tests run their own etcd on
+  # free ports. Keep the package's service from starting (policy-rc.d exit 101
+  # = "action forbidden", honoured by invoke-rc.d and deb-systemd-invoke)
+  # rather than stopping an etcd afterwards: that could be the developer's own.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# written by roster scripts/test.sh during a package install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=1
+    trap '[ "$own_policy" = 1 ] && rm -f "$policy"' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ "$own_policy" = 1 ]; then
+    rm -f "$policy"
+    own_policy=0
+  fi
+  trap - EXIT
 fi
 
 venv="${ROSTER_SCIM_VENV:-$PWD/target/scim-venv}"

@@ -1,6 +1,7 @@
 //! Export: a store's resources as roster YAML, so an existing setup can be
 //! adopted. Planning the export against the same store shows no changes for
-//! managed resources (and adopts the unmanaged ones). No secrets or hashes.
+//! managed resources; the unmanaged ones are adopted with `--adopt NAME`. No
+//! secrets or hashes.
 
 use std::collections::BTreeMap;
 
@@ -116,7 +117,7 @@ pub fn to_yaml(snapshot: &Snapshot) -> anyhow::Result<String> {
         String::from("# Exported by `roster export`. Settings are not stored; add yours.\n");
     if unmanaged > 0 {
         out.push_str(&format!(
-            "# {unmanaged} resource(s) here are not managed by roster yet; applying this file adopts them.\n"
+            "# {unmanaged} resource(s) here are not managed by roster yet; plan and apply this file with --adopt NAME for each to take them over.\n"
         ));
     }
     out.push_str(&body);

@@ -426,17 +426,30 @@ fn protected_users_are_never_deactivated() {
         0
     );
     env.remove("keep.yaml");
+    // Kept as it is, with a warning that says how to proceed; the plan has
+    // nothing else to do.
     let plan = env.roster(&["plan", "config"]);
-    assert_eq!(code(&plan), 1);
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
     assert!(
-        stderr(&plan)
-            .contains("refusing to deactivate or delete protected resources: user.break-glass"),
+        stderr(&plan).contains("warning: protected, left as it is: user.break-glass"),
         "{}",
         stderr(&plan)
     );
+    assert!(stdout(&plan).contains("No changes."), "{}", stdout(&plan));
+    // Still declared protected while inactive: kept active.
     env.write("keep.yaml", "users:\n  break-glass:\n    display_name: Break glass\n    protected: true\n    active: false\n");
     let plan = env.roster(&["plan", "config"]);
-    assert_eq!(code(&plan), 1, "{}", stdout(&plan));
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+    assert!(
+        !stdout(&plan).contains("user.break-glass"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stderr(&plan).contains("user.break-glass"),
+        "{}",
+        stderr(&plan)
+    );
 }
 
 #[test]

@@ -711,10 +711,11 @@ fn read_only_commands_never_write_to_the_scim_server() {
 }
 
 /// A change the server side refuses after the commit point (here: a user the
-/// files declare already exists on the server, made by hand, so roster will
-/// not touch it) is reported as FAILED, the apply exits 1, and the audit
+/// files declare already exists on the server, made by hand; adopting it is
+/// asked for with `--adopt`, but the store will not take over a user it did
+/// not create) is reported as FAILED, the apply exits 1, and the audit
 /// trail gets a second entry with the real counts that names the serial it
-/// corrects.
+/// corrects. Without `--adopt` the clash is refused before anything changes.
 #[test]
 fn a_change_refused_after_the_commit_point_is_corrected_in_the_audit_trail() {
     let server = ScimServer::start(with_extension());
@@ -731,7 +732,22 @@ fn a_change_refused_after_the_commit_point_is_corrected_in_the_audit_trail() {
     );
     assert_eq!(s, 201, "{b}");
 
-    let a = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s.json"]);
+    let refused = env.roster(&["apply", "iris-hr", "--yes", "--secrets-out", "s0.json"]);
+    assert_eq!(code(&refused), 1, "{}", show(&refused));
+    assert!(
+        stderr(&refused).contains("--adopt user.qlearsite"),
+        "{}",
+        show(&refused)
+    );
+    let a = env.roster(&[
+        "apply",
+        "iris-hr",
+        "--yes",
+        "--secrets-out",
+        "s.json",
+        "--adopt",
+        "user.qlearsite",
+    ]);
     assert_eq!(code(&a), 1, "{}", show(&a));
     assert!(
         stderr(&a).contains("FAILED  user.qlearsite"),

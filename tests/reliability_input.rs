@@ -126,9 +126,10 @@ fn cases() -> Vec<Case> {
             err("big.yaml", Some(0), "io.too-large", "split the config"),
         ),
         case(
+            // Read without trouble, then refused by the field's documented bound.
             "one 1 MB scalar",
             |d| w(d, "c.yaml", format!("users:\n  alice:\n    display_name: {}\n", "x".repeat(1 << 20))),
-            Expect::Valid { users: 1 },
+            err("c.yaml", Some(3), "schema.length", "at most 256 are allowed"),
         ),
         case(
             "a 100 kB user name",

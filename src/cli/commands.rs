@@ -24,7 +24,7 @@ pub fn run(cli: Cli) -> Exit {
     let read_only = !matches!(cli.command, Command::Apply(_) | Command::Init(_));
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
-        Command::Plan(args) => plan_cmd(&args),
+        Command::Plan(args) => plan_cmd(&args, cli.quiet),
         Command::Apply(args) => apply_cmd(&args, cli.quiet),
         Command::Show(args) => show(&args),
         Command::Export(args) => export(&args),
@@ -62,7 +62,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
     let paths = paths_or_cwd(&args.paths);
-    let result = load::load(&paths);
+    let result = match load::load(&paths) {
+        Ok(d) if d.files == 0 && !args.allow_empty => Err(load::no_config_files(&paths)),
+        other => other,
+    };
     let warnings = match &result {
         Ok(desired) => load::warnings::check(desired),
         Err(_) => Vec::new(),
@@ -135,7 +138,7 @@ fn gh_property(s: &str) -> String {
 pub fn github_annotations(d: &diag::Diagnostics) -> String {
     let mut out = String::new();
     for item in &d.items {
-        let mut props = vec![format!("file={}", gh_property(&item.file))];
+        let mut props = vec![format!("file={}", gh_property(repo_path(&item.file)))];
         if item.line > 0 {
             props.push(format!("line={}", item.line));
             props.push(format!("col={}", item.column.max(1)));
@@ -157,6 +160,16 @@ pub fn github_annotations(d: &diag::Diagnostics) -> String {
     out
 }
 
+/// A path as CI annotations need it: relative to the repository root
+/// (validate runs there), without a leading `./` (`./a.yaml` -> `a.yaml`).
+fn repo_path(file: &str) -> &str {
+    let mut f = file;
+    while let Some(rest) = f.strip_prefix("./") {
+        f = rest.trim_start_matches('/');
+    }
+    f
+}
+
 /// A GitLab Code Quality report: a JSON array of issues.
 pub fn gitlab_code_quality(d: &diag::Diagnostics) -> String {
     use sha2::{Digest, Sha256};
@@ -176,7 +189,7 @@ pub fn gitlab_code_quality(d: &diag::Diagnostics) -> String {
                 "check_name": item.code,
                 "fingerprint": fingerprint,
                 "severity": "major",
-                "location": { "path": item.file, "lines": { "begin": item.line.max(1) } },
+                "location": { "path": repo_path(&item.file), "lines": { "begin": item.line.max(1) } },
             })
         })
         .collect();
@@ -254,9 +267,18 @@ fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn StateStore>> {
     Ok(Arc::from(store::open(&args.store, &options)?))
 }
 
-/// Load the config or print its diagnostics; `None` means invalid (already reported).
-fn load_or_report(paths: &[std::path::PathBuf]) -> Option<crate::model::Desired> {
-    match load::load(&paths_or_cwd(paths)) {
+/// Load the config or print its diagnostics; `None` means invalid (already
+/// reported), as is finding no config file unless `allow_empty`.
+fn load_or_report(
+    paths: &[std::path::PathBuf],
+    allow_empty: bool,
+) -> Option<crate::model::Desired> {
+    let paths = paths_or_cwd(paths);
+    let result = match load::load(&paths) {
+        Ok(d) if d.files == 0 && !allow_empty => Err(load::no_config_files(&paths)),
+        other => other,
+    };
+    match result {
         Ok(d) => Some(d),
         Err(diags) => {
             eprint!("{}", diags.render_text(diag::stderr_color()));
@@ -265,37 +287,114 @@ fn load_or_report(paths: &[std::path::PathBuf]) -> Option<crate::model::Desired>
     }
 }
 
-/// Load, read the store and plan.
+/// Read the store and plan a config that is already valid: an invalid config
+/// never touches the store (not even a read).
 fn make_plan(
-    paths: &[std::path::PathBuf],
+    desired: crate::model::Desired,
     store: &Arc<dyn StateStore>,
     allow_mass_removal: bool,
-) -> anyhow::Result<Option<Plan>> {
-    // The two inputs are independent: read the store on another thread while
-    // the config loads, so a plan waits for the slower of the two instead of
-    // their sum (a SCIM or etcd read is mostly waiting on the network; a
-    // large state file is a second parse). The read only reads; when the
-    // config is invalid its result is not waited for.
-    let reader = Arc::clone(store);
-    let reading = std::thread::Builder::new()
-        .name("store-read".into())
-        .spawn(move || reader.read())
-        .context("starting the store read")?;
-    let Some(desired) = load_or_report(paths) else {
-        return Ok(None);
-    };
-    let snapshot = match reading.join() {
-        Ok(read) => read.with_context(|| format!("reading {}", store.info().location))?,
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
+    adopt: &[String],
+) -> anyhow::Result<Plan> {
+    let snapshot = store
+        .read()
+        .with_context(|| format!("reading {}", store.info().location))?;
     let mut plan = plan::plan(&desired, &snapshot, PlanOptions { allow_mass_removal })?;
     plan.store = Some(store.info());
+    check_adoption(&plan, adopt)?;
     // The plan owns what it needs. The desired state and the snapshot are
     // not freed one string at a time (a fifth of a second at 100k users):
     // the process exits soon after and the OS takes the memory back whole.
     std::mem::forget(desired);
     std::mem::forget(snapshot);
-    Ok(Some(plan))
+    Ok(plan)
+}
+
+/// Adoption is explicit: a config entry named like a resource the store holds
+/// unmanaged is an error unless `--adopt` names it (unmanaged resources are
+/// never modified otherwise). An `--adopt` that matches no such resource is an
+/// error too (a typo must not pass silently).
+fn check_adoption(plan: &Plan, adopt: &[String]) -> anyhow::Result<()> {
+    let asked = |s: &plan::Step| adopt.iter().any(|a| *a == s.address || *a == s.name);
+    let unused: Vec<&str> = adopt
+        .iter()
+        .filter(|a| {
+            !plan
+                .steps
+                .iter()
+                .any(|s| s.adopt && (**a == s.address || **a == s.name))
+        })
+        .map(String::as_str)
+        .collect();
+    if !unused.is_empty() {
+        bail!(
+            "--adopt {}: no unmanaged resource of that name is in both the config and the store (the plan adopts: {})",
+            unused.join(", "),
+            {
+                let adopting: Vec<&str> = plan
+                    .steps
+                    .iter()
+                    .filter(|s| s.adopt)
+                    .map(|s| s.address.as_str())
+                    .collect();
+                if adopting.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    adopting.join(", ")
+                }
+            }
+        );
+    }
+    let refused: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter(|s| s.adopt && !asked(s))
+        .map(|s| s.address.as_str())
+        .collect();
+    if !refused.is_empty() {
+        let flags: Vec<String> = refused.iter().map(|a| format!("--adopt {a}")).collect();
+        bail!(
+            "the config names {} that the store holds but roster does not manage: {}. \
+             roster never modifies an unmanaged resource unless asked: to take it over with the \
+             config's values, run again with {}; otherwise rename the config entry. Nothing was changed",
+            if refused.len() == 1 {
+                "a resource"
+            } else {
+                "resources"
+            },
+            refused.join(", "),
+            flags.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// Protected resources the config would deactivate or delete are left as
+/// they are: say so on stderr, with how to proceed (not under `-q`).
+fn warn_protected(plan: &Plan, quiet: bool) {
+    if quiet || plan.protected.is_empty() {
+        return;
+    }
+    eprintln!(
+        "warning: protected, left as {} {}: {}. To deactivate or delete {}, first set \
+         `protected: false` in the config and apply (for a user, `protected: false` with \
+         `active: false` in the same edit deactivates it), then remove it.",
+        if plan.protected.len() == 1 {
+            "it"
+        } else {
+            "they"
+        },
+        if plan.protected.len() == 1 {
+            "is"
+        } else {
+            "are"
+        },
+        plan.protected.join(", "),
+        if plan.protected.len() == 1 {
+            "it"
+        } else {
+            "them"
+        },
+    );
 }
 
 fn render_plan(plan: &Plan, format: PlanFormat) -> String {
@@ -306,11 +405,13 @@ fn render_plan(plan: &Plan, format: PlanFormat) -> String {
     }
 }
 
-fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
-    let store = open_store(&args.store)?;
-    let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal)? else {
+fn plan_cmd(args: &PlanArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let Some(desired) = load_or_report(&args.paths, args.allow_empty) else {
         return Ok(Exit::Failure);
     };
+    let store = open_store(&args.store)?;
+    let plan = make_plan(desired, &store, args.allow_mass_removal, &args.adopt)?;
+    warn_protected(&plan, quiet);
     let saved_digest = match &args.out {
         Some(out) => {
             let body = render::json(&plan);
@@ -387,6 +488,60 @@ fn now_rfc3339() -> String {
 
 fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Who applies, for the history: the account (`USER`, `LOGNAME`, else the
+/// account of the process's uid, as in CI containers and cron where neither
+/// is set) and, on GitHub Actions and GitLab CI, the CI user who started the
+/// run beside it: `runner (GitHub actor octocat)`.
+fn actor() -> String {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let account = var("USER")
+        .or_else(|| var("LOGNAME"))
+        .or_else(uid_account)
+        .unwrap_or_else(|| format!("uid {}", process_uid()));
+    match (var("GITHUB_ACTOR"), var("GITLAB_USER_LOGIN")) {
+        (Some(a), _) => format!("{account} (GitHub actor {a})"),
+        (None, Some(a)) => format!("{account} (GitLab user {a})"),
+        (None, None) => account,
+    }
+}
+
+fn process_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// The name of the account of the process's uid, from the password database.
+fn uid_account() -> Option<String> {
+    let uid = process_uid();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: an all-zero passwd is a valid value to be overwritten.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    for _ in 0..4 {
+        // SAFETY: the pointers are valid for the call and buf's length is passed.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points at a NUL-terminated string in buf.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned()).filter(|n| !n.is_empty());
+    }
+    None
 }
 
 /// The CI run id from common CI environments, when present.
@@ -520,6 +675,18 @@ fn confirm() -> anyhow::Result<bool> {
 }
 
 fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
+    // The config first: an invalid one never opens, locks or reads the store.
+    enum Source<'a> {
+        Saved(&'a Path),
+        Config(Box<crate::model::Desired>),
+    }
+    let source = match &args.plan {
+        Some(path) => Source::Saved(path),
+        None => match load_or_report(&args.paths, args.allow_empty) {
+            Some(d) => Source::Config(Box::new(d)),
+            None => return Ok(Exit::Failure),
+        },
+    };
     let store = open_store(&args.store)?;
     let now = now_rfc3339();
     let owner = LockOwner {
@@ -530,12 +697,12 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     // Applying a config: plan under the lock, so that an apply that waited
     // for another one plans against its result instead of failing as stale.
     // A saved plan is applied exactly (and refused when stale).
-    let lock = match &args.plan {
-        Some(_) => None,
-        None => Some(store.lock(&owner, args.lock_timeout)?),
+    let lock = match &source {
+        Source::Saved(_) => None,
+        Source::Config(_) => Some(store.lock(&owner, args.lock_timeout)?),
     };
-    let plan = match &args.plan {
-        Some(path) => {
+    let plan = match source {
+        Source::Saved(path) => {
             let (plan, found) = read_plan_with_digest(path)?;
             if let Some(expected) = &args.expect_digest {
                 let normalized = |d: &str| d.trim().trim_start_matches("sha256:").to_lowercase();
@@ -560,13 +727,11 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             }
             plan
         }
-        None => {
-            let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal)? else {
-                return Ok(Exit::Failure);
-            };
-            plan
+        Source::Config(desired) => {
+            make_plan(*desired, &store, args.allow_mass_removal, &args.adopt)?
         }
     };
+    warn_protected(&plan, quiet);
     let mut out = std::io::stdout().lock();
     if !plan.has_changes() {
         writeln!(out, "{}", render::summary_line(&plan))?;
@@ -617,9 +782,7 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     let audit = AuditEntry {
         serial: 0,
         at: now.clone(),
-        user: std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into()),
+        user: actor(),
         host: owner.host.clone(),
         ci_run: ci_run(),
         plan_digest: plan::plan_digest(&plan),
@@ -665,14 +828,23 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     if report.failed() > 0 {
         record_partial_failure(store.as_ref(), &options, &report);
     }
+    // `-q`: errors only (the failed changes), no `ok` lines and no summary.
     let mut err = std::io::stderr().lock();
     for o in &report.outcomes {
         match &o.error {
+            None if quiet => {}
             None => writeln!(err, "  ok      {}", o.address)?,
             Some(e) => writeln!(err, "  FAILED  {}: {e}", o.address)?,
         }
     }
     let failed = report.failed();
+    if quiet {
+        return Ok(if failed > 0 {
+            Exit::Failure
+        } else {
+            Exit::Success
+        });
+    }
     writeln!(
         err,
         "Apply complete: {} applied, {failed} failed, {} secret(s) generated. Store now at serial {}.",

@@ -172,6 +172,15 @@ pub struct PlanArgs {
     /// Allow deactivating or deleting more than `max_removal_fraction` of the managed users.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Accept paths under which no *.yaml/*.yml file is found (an empty config; a plan then
+    /// removes every managed resource). Without it that is an error.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Take over a resource that exists in the store unmanaged and that the config names
+    /// (`user.NAME`, `group.NAME`, ... or a bare NAME); repeatable. Without it such a clash is
+    /// an error: roster never modifies a resource it does not manage unless asked.
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +220,15 @@ pub struct ApplyArgs {
     /// run URL): say so only when the terminal is not recorded in a build log.
     #[arg(long)]
     pub terminal_is_private: bool,
+    /// Accept paths under which no *.yaml/*.yml file is found (an empty config; a plan then
+    /// removes every managed resource). Without it that is an error.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Take over a resource that exists in the store unmanaged and that the config names
+    /// (`user.NAME`, `group.NAME`, ... or a bare NAME); repeatable. Without it such a clash is
+    /// an error: roster never modifies a resource it does not manage unless asked.
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +282,10 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     pub format: ValidateFormat,
+    /// Accept paths under which no *.yaml/*.yml file is found (an empty config; a plan then
+    /// removes every managed resource). Without it that is an error.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// How a command ended; mapped to the process exit status in `main`.

@@ -28,6 +28,7 @@ use crate::model::{
     RoleAssignment, RoleSpec, Settings, Subject, Template, User, UserSpec,
 };
 pub use diag::{Diagnostic, Diagnostics, Related};
+use schema::Fix;
 use yaml::{Pos, SpanTree};
 
 /// A JSON pointer as tokens.
@@ -150,8 +151,12 @@ impl Ctx {
 struct Def<T> {
     file: usize,
     ptr: Ptr,
-    /// `None` when the entry failed the schema (its name still counts as defined).
+    /// `None` when the entry could not be read at all (its name still counts as defined).
     value: Option<T>,
+    /// The parts of the entry left out because they failed the schema, as
+    /// paths (`credentials/rotation`): checks that need one of them do
+    /// not run (no wrong errors).
+    dropped: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -185,12 +190,19 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
             text,
             spans: OnceCell::new(),
         });
+        let parsed = match parsed {
+            Err(e) if e.duplicate => {
+                report_duplicate_keys(idx, &mut ctx);
+                yaml::parse_first_wins(&ctx.sources[idx].text)
+            }
+            other => other,
+        };
         match parsed {
             // Check and take each file's entries before reading the next, so
             // that only one file's JSON is held at a time (peak memory).
             Ok(value) => {
-                let bad = schema::validate(&value, idx, &mut ctx);
-                collect_entries(idx, value, &bad, &mut raw, &mut ctx);
+                let fixes = schema::validate(&value, idx, &mut ctx);
+                collect_entries(idx, value, &fixes, &mut raw, &mut ctx);
             }
             Err(e) => {
                 let name = ctx.sources[idx].name.clone();
@@ -206,12 +218,52 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
             }
         }
     }
-    let desired = check_and_resolve(raw, &mut ctx, hex::encode(hasher.finalize()));
+    let mut desired = check_and_resolve(raw, &mut ctx, hex::encode(hasher.finalize()));
+    desired.files = ctx.sources.len();
     let diags = ctx.finish();
     if diags.is_empty() {
         Ok(desired)
     } else {
         Err(diags)
+    }
+}
+
+/// Report every key repeated in a map of file `idx`: a repeated name of a
+/// template, role, group or user is `config.duplicate`, any other key `yaml.syntax`.
+fn report_duplicate_keys(idx: usize, ctx: &mut Ctx) {
+    let source = &ctx.sources[idx];
+    for d in yaml::duplicate_keys(&source.text) {
+        let kind = match d.map.as_slice() {
+            [s] if s == "templates" => Some("template"),
+            [s] if s == "roles" => Some("role"),
+            [s] if s == "groups" => Some("group"),
+            [s] if s == "users" => Some("user"),
+            _ => None,
+        };
+        let (code, message) = match kind {
+            Some(kind) => (
+                "config.duplicate",
+                format!("{kind} `{}` is defined more than once", d.key),
+            ),
+            None => (
+                "yaml.syntax",
+                format!("duplicate key `{}`: a key may appear once in a map", d.key),
+            ),
+        };
+        ctx.unlocated.push(Diagnostic {
+            file: source.name.clone(),
+            line: d.repeat.line,
+            column: d.repeat.column,
+            message,
+            code,
+            help: None,
+            related: vec![Related {
+                file: source.name.clone(),
+                line: d.first.line,
+                column: d.first.column,
+                message: "first defined here".into(),
+            }],
+        });
     }
 }
 
@@ -438,20 +490,96 @@ fn read_text(name: &str, path: &Path, ctx: &mut Ctx) -> Option<String> {
     }
 }
 
-/// Take the typed entries out of one file's JSON. Entries whose subtree failed
-/// the schema (`bad` holds their pointers) keep their name but no value.
-fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw, ctx: &mut Ctx) {
+/// The schema failures at or under `p`, relative to `p`.
+fn fixes_under<'a>(
+    fixes: &'a BTreeMap<Ptr, Vec<Fix>>,
+    p: &'a Ptr,
+) -> impl Iterator<Item = (&'a [String], &'a Fix)> + 'a {
+    fixes
+        .range(p.clone()..)
+        .take_while(move |(k, _)| k.starts_with(p))
+        .flat_map(move |(k, fs)| fs.iter().map(move |f| (&k[p.len()..], f)))
+}
+
+/// Take out of an entry what failed the schema, so that the rest can still be
+/// read and checked. Returns the top-level fields touched, or `None` when
+/// nothing useful is left (the entry itself is of the wrong type, or lacks a
+/// required field other than `display_name`).
+fn prune<'a>(
+    entry: &mut Value,
+    fixes: impl Iterator<Item = (&'a [String], &'a Fix)>,
+) -> Option<BTreeSet<String>> {
+    let mut dropped = BTreeSet::new();
+    for (rel, fix) in fixes {
+        match fix {
+            Fix::Missing(field) => {
+                // A user without a display name can still have every other
+                // field checked: the name is only needed to write the user.
+                if rel.is_empty() && field == "display_name" {
+                    entry
+                        .as_object_mut()?
+                        .insert(field.clone(), Value::from(""));
+                    dropped.insert(field.clone());
+                } else {
+                    return None;
+                }
+            }
+            Fix::Drop => {
+                if rel.is_empty() {
+                    return None;
+                }
+                // Cut at the first list on the way: removing one item would
+                // shift the positions of the others.
+                let mut cut = rel.len();
+                let mut node = &*entry;
+                for (i, tok) in rel.iter().enumerate() {
+                    if node.is_array() {
+                        cut = i;
+                        break;
+                    }
+                    match node.get(tok) {
+                        Some(n) => node = n,
+                        None => break,
+                    }
+                }
+                if cut == 0 {
+                    return None;
+                }
+                let parent: String = rel[..cut - 1]
+                    .iter()
+                    .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+                    .collect();
+                if let Some(map) = entry.pointer_mut(&parent).and_then(Value::as_object_mut) {
+                    if cut == 1 && rel[0] == "display_name" {
+                        // As above: only needed to write the user.
+                        map.insert(rel[0].clone(), Value::from(""));
+                    } else {
+                        map.remove(&rel[cut - 1]);
+                    }
+                }
+                dropped.insert(rel[..cut].join("/"));
+            }
+        }
+    }
+    Some(dropped)
+}
+
+/// Take the typed entries out of one file's JSON. An entry that failed the
+/// schema is read without the parts that failed (see [`prune`]).
+fn collect_entries(
+    idx: usize,
+    value: Value,
+    fixes: &BTreeMap<Ptr, Vec<Fix>>,
+    raw: &mut Raw,
+    ctx: &mut Ctx,
+) {
     let Value::Object(top) = value else { return };
-    let is_bad = |p: &Ptr| bad.iter().any(|b| b.starts_with(p) || p.starts_with(b));
     for (section, v) in top {
         match section.as_str() {
             "settings" => {
                 let p = ptr!["settings"];
-                let parsed = if is_bad(&p) {
-                    None
-                } else {
-                    typed::<Settings>(v, idx, &p, || "`settings`".into(), ctx)
-                };
+                let (parsed, _) =
+                    read_entry::<Settings>(v, idx, &p, fixes, || "`settings`".into(), ctx);
                 if let Some((other, _)) = &raw.settings {
                     let other = *other;
                     ctx.err(
@@ -472,43 +600,54 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                     raw.settings = Some((idx, s));
                 }
             }
-            "templates" => named(
-                idx,
-                "template",
-                &section,
-                v,
-                &is_bad,
-                &mut raw.templates,
-                ctx,
-            ),
-            "roles" => named(idx, "role", &section, v, &is_bad, &mut raw.roles, ctx),
-            "groups" => named(idx, "group", &section, v, &is_bad, &mut raw.groups, ctx),
-            "users" => named(idx, "user", &section, v, &is_bad, &mut raw.users, ctx),
+            "templates" => named(idx, "template", &section, v, fixes, &mut raw.templates, ctx),
+            "roles" => named(idx, "role", &section, v, fixes, &mut raw.roles, ctx),
+            "groups" => named(idx, "group", &section, v, fixes, &mut raw.groups, ctx),
+            "users" => named(idx, "user", &section, v, fixes, &mut raw.users, ctx),
             "role_assignments" => {
                 if let Value::Array(items) = v {
                     for (i, item) in items.into_iter().enumerate() {
                         let p = ptr!["role_assignments", i];
-                        let value = if is_bad(&p) {
-                            None
-                        } else {
-                            typed::<RoleAssignment>(
-                                item,
-                                idx,
-                                &p,
-                                || format!("role assignment #{}", i + 1),
-                                ctx,
-                            )
-                        };
+                        let (value, dropped) = read_entry::<RoleAssignment>(
+                            item,
+                            idx,
+                            &p,
+                            fixes,
+                            || format!("role assignment #{}", i + 1),
+                            ctx,
+                        );
                         raw.assignments.push(Def {
                             file: idx,
                             ptr: p,
                             value,
+                            dropped,
                         });
                     }
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// Read one entry: whole when it passed the schema, else without what failed.
+fn read_entry<T: DeserializeOwned>(
+    mut v: Value,
+    idx: usize,
+    p: &Ptr,
+    fixes: &BTreeMap<Ptr, Vec<Fix>>,
+    what: impl FnOnce() -> String,
+    ctx: &mut Ctx,
+) -> (Option<T>, BTreeSet<String>) {
+    let mut under = fixes_under(fixes, p).peekable();
+    if under.peek().is_none() {
+        return (typed::<T>(v, idx, p, what, ctx), BTreeSet::new());
+    }
+    match prune(&mut v, under) {
+        // The entry already has an error; if what is left still cannot be
+        // read (a required field failed), its checks do not run.
+        Some(dropped) => (serde_json::from_value(v).ok(), dropped),
+        None => (None, BTreeSet::new()),
     }
 }
 
@@ -548,18 +687,15 @@ fn named<T: DeserializeOwned>(
     kind: &str,
     section: &str,
     v: Value,
-    is_bad: &dyn Fn(&Ptr) -> bool,
+    fixes: &BTreeMap<Ptr, Vec<Fix>>,
     defs: &mut BTreeMap<String, Def<T>>,
     ctx: &mut Ctx,
 ) {
     let Value::Object(map) = v else { return };
     for (name, entry) in map {
         let p = ptr![section, name];
-        let value = if is_bad(&p) {
-            None
-        } else {
-            typed::<T>(entry, idx, &p, || format!("{kind} `{name}`"), ctx)
-        };
+        let (value, dropped) =
+            read_entry::<T>(entry, idx, &p, fixes, || format!("{kind} `{name}`"), ctx);
         if let Some(first) = defs.get(&name) {
             let (f, fp) = (first.file, first.ptr.clone());
             let msg = format!("{kind} `{name}` is defined more than once");
@@ -574,6 +710,7 @@ fn named<T: DeserializeOwned>(
                 file: idx,
                 ptr: p,
                 value,
+                dropped,
             },
         );
     }
@@ -782,6 +919,36 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         }
     }
     let templates = resolve_templates(&raw, ctx);
+    // What is left out of each template (it failed the schema), including
+    // what the templates it extends lack: checks of those merged fields of
+    // their users do not run. `*` stands for everything (an unreadable template).
+    let mut partial: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (name, def) in &raw.templates {
+        let mut lacking = BTreeSet::new();
+        let mut cur = Some(def);
+        for _ in 0..=raw.templates.len() {
+            let Some(d) = cur else { break };
+            let Some(t) = &d.value else {
+                lacking.insert("*".to_string());
+                break;
+            };
+            lacking.extend(d.dropped.iter().cloned());
+            cur = match t.extends.as_deref() {
+                None => None,
+                Some(p) => match raw.templates.get(p) {
+                    Some(parent) => Some(parent),
+                    None => {
+                        // An unknown parent: what it would give is not known.
+                        lacking.insert("*".to_string());
+                        None
+                    }
+                },
+            };
+        }
+        if !lacking.is_empty() {
+            partial.insert(name, lacking);
+        }
+    }
 
     // Roles.
     let mut roles = BTreeMap::new();
@@ -840,6 +1007,10 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         let Some(u) = &def.value else { continue };
         check_dups(ctx, def.file, &def.ptr, "previous_names", &u.previous_names);
         for (i, old) in u.previous_names.iter().enumerate() {
+            if u.previous_names[..i].contains(old) {
+                // Reported as `list.duplicate` above.
+                continue;
+            }
             let p = [def.ptr.clone(), ptr!["previous_names", i]].concat();
             if raw.users.contains_key(old) {
                 let (of, op) = (raw.users[old].file, raw.users[old].ptr.clone());
@@ -954,25 +1125,38 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
     // Lower-cased email -> (file, ptr of the email) of its first user.
     let mut emails: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let no_template = Template::default();
+    // Whether every user's `active` is known (for the max_active_users check).
+    let mut all_known = true;
+    let none = BTreeSet::new();
+    let everything = BTreeSet::from(["*".to_string()]);
     for (name, def) in std::mem::take(&mut raw.users) {
-        let Some(u) = def.value else { continue };
+        let Some(u) = def.value else {
+            all_known = false;
+            continue;
+        };
         check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
-        let base = match u.fields.extends.as_deref() {
-            None => Some(&no_template),
+        // The template the user extends, and what of it is not known.
+        let (base, inherited) = match u.fields.extends.as_deref() {
+            None if def.dropped.contains("extends") => (Some(&no_template), &everything),
+            None => (Some(&no_template), &none),
             Some(t) => match templates.get(t) {
-                Some(t) => Some(t),
+                Some(b) => (Some(b), partial.get(t).unwrap_or(&none)),
                 None => {
                     if !raw.templates.contains_key(t) {
                         let p = [def.ptr.clone(), ptr!["extends"]].concat();
                         unknown_ref(ctx, def.file, p, "template", t, &mut raw.templates.keys());
                     }
-                    None
+                    (None, &everything)
                 }
             },
         };
-        let Some(base) = base else { continue };
-        let own_password = u.fields.credentials.and_then(|c| c.password).is_some();
-        let f = merge(base, u.fields);
+        // Whether `field` (a path like `credentials/password`) is known in full.
+        let known = |field: &str| {
+            def.dropped
+                .iter()
+                .chain(inherited)
+                .all(|d| !overlaps(d, field))
+        };
         if let Some(email) = &u.email {
             let key = email.to_lowercase();
             if let Some((of, first)) = emails.get(&key) {
@@ -990,9 +1174,25 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
                 emails.insert(key, (def.file, name.clone()));
             }
         }
+        let Some(base) = base else {
+            all_known = false;
+            continue;
+        };
+        all_known &= known("active");
+        let own_password = u
+            .fields
+            .credentials
+            .as_ref()
+            .and_then(|c| c.password)
+            .is_some();
+        let f = merge(base, u.fields);
         let authentication = f.authentication.unwrap_or_default();
         let creds = f.credentials.unwrap_or_default();
-        if authentication == Authentication::Sso && creds.password == Some(true) {
+        if authentication == Authentication::Sso
+            && creds.password == Some(true)
+            && known("authentication")
+            && known("credentials/password")
+        {
             let p = if own_password {
                 [def.ptr.clone(), ptr!["credentials", "password"]].concat()
             } else {
@@ -1001,7 +1201,11 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
             ctx.err(def.file, p, false, "user.sso-password", format!("user `{name}` authenticates with sso, so roster may not generate a password for it"))
                 .help = Some("an identity provider owns an sso user's login: remove `credentials.password` or use `authentication: local`".into());
         }
-        if f.identity_provider.is_some() && authentication != Authentication::Sso {
+        if f.identity_provider.is_some()
+            && authentication != Authentication::Sso
+            && known("authentication")
+            && known("identity_provider")
+        {
             let p = [def.ptr.clone(), ptr!["identity_provider"]].concat();
             ctx.err(
                 def.file,
@@ -1037,7 +1241,9 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         );
     }
 
-    if let (Some(max), Some((file, _))) = (settings.max_active_users, &raw.settings) {
+    if let (Some(max), Some((file, _)), true) =
+        (settings.max_active_users, &raw.settings, all_known)
+    {
         let active: Vec<&String> = users
             .iter()
             .filter(|(_, u)| u.active)
@@ -1073,7 +1279,34 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         assignments,
         renames,
         digest,
+        files: 0,
     }
+}
+
+/// The diagnostic for paths under which no config file was found: a run in
+/// the wrong directory must not look like a clean one.
+pub fn no_config_files(paths: &[PathBuf]) -> Diagnostics {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    Diagnostics {
+        items: vec![Diagnostic {
+            file: shown.join(", "),
+            line: 0,
+            column: 0,
+            message: "no config file (*.yaml or *.yml) was found here".into(),
+            code: "config.empty",
+            help: Some(
+                "run roster in the config directory or pass its path; pass --allow-empty to use an empty config on purpose (a plan then removes every managed resource)".into(),
+            ),
+            related: Vec::new(),
+        }],
+        sources: BTreeMap::new(),
+    }
+}
+
+/// Whether the paths `a` and `b` overlap (one holds the other); `*` overlaps all.
+fn overlaps(a: &str, b: &str) -> bool {
+    let within = |x: &str, y: &str| x == y || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'));
+    a == "*" || within(a, b) || within(b, a)
 }
 
 /// Checks shared by users and templates: references and duplicate list entries.

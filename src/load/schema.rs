@@ -4,7 +4,7 @@
 //! The schema is generated from the model types (`model::config_schema`) and
 //! compiled once per process.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use jsonschema::error::ValidationErrorKind;
@@ -13,7 +13,7 @@ use jsonschema::{ValidationError, Validator};
 use serde_json::Value;
 
 use super::{Ctx, Ptr, diag};
-use crate::model::{NAME_PATTERN, config_schema};
+use crate::model::{NAME_PATTERN, NO_CONTROL_PATTERN, PERMISSION_PATTERN, config_schema};
 
 fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
@@ -77,6 +77,16 @@ fn deref<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
 }
 
 fn short(v: &Value) -> String {
+    if let Value::String(s) = v {
+        // Quote only the start: the value may be megabytes long.
+        let head: String = s.chars().take(41).collect();
+        let mut quoted = Value::from(head.chars().take(40).collect::<String>()).to_string();
+        if head.chars().count() > 40 {
+            // Before the closing quote.
+            quoted.insert(quoted.len() - 1, '…');
+        }
+        return quoted;
+    }
     let s = v.to_string();
     if s.chars().count() > 40 {
         format!("{}…", s.chars().take(40).collect::<String>())
@@ -96,20 +106,46 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Validate one file's JSON. Reports into `ctx` and returns the pointers of
-/// the values that failed (their entries are left out of the typed model).
-pub(super) fn validate(value: &Value, file: usize, ctx: &mut Ctx) -> BTreeSet<Ptr> {
-    let mut bad = BTreeSet::new();
-    for error in validator().iter_errors(value) {
-        let ptr = tokens(error.instance_path());
-        report(&error, file, &ptr, ctx);
-        bad.insert(ptr);
-    }
-    bad
+/// What to take out of an entry that failed the schema so that the rest of
+/// it can still be read and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Fix {
+    /// The value at the pointer is wrong: leave it out.
+    Drop,
+    /// The map at the pointer lacks this required field.
+    Missing(String),
 }
 
-fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
+/// Validate one file's JSON. Reports into `ctx` and returns, per pointer, what
+/// failed there (the entry is read without it, see `load::prune`).
+pub(super) fn validate(value: &Value, file: usize, ctx: &mut Ctx) -> BTreeMap<Ptr, Vec<Fix>> {
+    let mut fixes = BTreeMap::new();
+    for error in validator().iter_errors(value) {
+        let ptr = tokens(error.instance_path());
+        report(&error, file, &ptr, ctx, &mut fixes);
+    }
+    fixes
+}
+
+fn fix(fixes: &mut BTreeMap<Ptr, Vec<Fix>>, ptr: Ptr, f: Fix) {
+    fixes.entry(ptr).or_default().push(f);
+}
+
+fn report(
+    error: &ValidationError<'_>,
+    file: usize,
+    ptr: &Ptr,
+    ctx: &mut Ctx,
+    fixes: &mut BTreeMap<Ptr, Vec<Fix>>,
+) {
     let instance = error.instance();
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { .. }
+        | ValidationErrorKind::PropertyNames { .. }
+        | ValidationErrorKind::Required { .. } => {}
+        ValidationErrorKind::AnyOf { .. } => {}
+        _ => fix(fixes, ptr.clone(), Fix::Drop),
+    }
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let known: Vec<String> = schema_at(schema(), ptr)
@@ -120,6 +156,7 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
             for field in unexpected {
                 let mut p = ptr.clone();
                 p.push(field.clone());
+                fix(fixes, p.clone(), Fix::Drop);
                 let help = diag::did_you_mean(field, known.iter().map(String::as_str))
                     .map(|s| format!("did you mean `{s}`?"))
                     .or_else(|| {
@@ -134,6 +171,34 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
                 )
                 .help = help;
             }
+        }
+        ValidationErrorKind::PropertyNames { error: inner }
+            if ptr.last().map(String::as_str) == Some("set_rights") =>
+        {
+            fix(fixes, ptr.clone(), Fix::Drop);
+            let area = short(inner.instance());
+            let mut p = ptr.clone();
+            p.push(inner.instance().as_str().unwrap_or_default().to_string());
+            let (code, message) = match inner.kind() {
+                ValidationErrorKind::MinLength { .. } => (
+                    "schema.length",
+                    "a set-rights area may not be empty".to_string(),
+                ),
+                ValidationErrorKind::MaxLength { limit } => (
+                    "schema.length",
+                    format!(
+                        "set-rights area {area} is {} characters long; at most {limit} are allowed",
+                        inner.instance().as_str().map_or(0, |s| s.chars().count())
+                    ),
+                ),
+                _ => (
+                    "schema.pattern",
+                    format!(
+                        "set-rights area {area} contains a control character (a newline, tab or escape)"
+                    ),
+                ),
+            };
+            ctx.err(file, p, true, code, message);
         }
         ValidationErrorKind::PropertyNames { error: inner } => {
             let name = inner
@@ -165,10 +230,11 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
             match branch {
                 Some(errs) if !errs.is_empty() => {
                     for e in errs {
-                        report(e, file, &tokens(e.instance_path()), ctx);
+                        report(e, file, &tokens(e.instance_path()), ctx, fixes);
                     }
                 }
                 _ => {
+                    fix(fixes, ptr.clone(), Fix::Drop);
                     let expected = schema_at(schema(), ptr)
                         .and_then(|s| {
                             s.get("type")
@@ -241,12 +307,83 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
         }
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or("?");
+            fix(fixes, ptr.clone(), Fix::Missing(name.to_string()));
             ctx.err(
                 file,
                 ptr.clone(),
                 true,
                 "schema.required",
                 format!("missing required field `{name}`"),
+            );
+        }
+        ValidationErrorKind::Pattern { .. }
+            if ptr.len() >= 2 && ptr[ptr.len() - 2] == "previous_names" =>
+        {
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "name.invalid",
+                format!("previous name {} is not a valid name", short(instance)),
+            )
+            .help = Some(format!(
+                "names are 1 to 64 characters: lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit ({NAME_PATTERN})"
+            ));
+        }
+        ValidationErrorKind::MaxLength { limit } | ValidationErrorKind::MinLength { limit } => {
+            let what = describe(ptr);
+            let len = instance.as_str().map_or(0, |s| s.chars().count());
+            let message = if len == 0 {
+                format!("{what} may not be empty")
+            } else if matches!(error.kind(), ValidationErrorKind::MaxLength { .. }) {
+                format!("{what} is {len} characters long; at most {limit} are allowed")
+            } else {
+                format!("{what} is {len} characters long; at least {limit} are needed")
+            };
+            ctx.err(file, ptr.clone(), false, "schema.length", message);
+        }
+        ValidationErrorKind::MaxItems { limit } | ValidationErrorKind::MaxProperties { limit } => {
+            let what = describe(ptr);
+            let len = match &**instance {
+                Value::Array(a) => a.len(),
+                Value::Object(o) => o.len(),
+                _ => 0,
+            };
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.length",
+                format!("{what} has {len} entries; at most {limit} are allowed"),
+            );
+        }
+        ValidationErrorKind::Pattern { pattern } if pattern.as_str() == NO_CONTROL_PATTERN => {
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.pattern",
+                format!(
+                    "{} {} contains a control character (a newline, tab or escape)",
+                    describe(ptr),
+                    short(instance)
+                ),
+            );
+        }
+        ValidationErrorKind::Pattern { pattern } if pattern.as_str() == PERMISSION_PATTERN => {
+            if instance.as_str() == Some("") {
+                // Reported as empty (minLength).
+                return;
+            }
+            ctx.err(
+                file,
+                ptr.clone(),
+                false,
+                "schema.pattern",
+                format!(
+                    "permission {} may hold only letters, digits, `.`, `_`, `:`, `/`, `*` and `-`, starting with a letter or digit",
+                    short(instance)
+                ),
             );
         }
         ValidationErrorKind::Pattern { pattern } => {
@@ -292,6 +429,17 @@ fn report(error: &ValidationError<'_>, file: usize, ptr: &Ptr, ctx: &mut Ctx) {
                 error.to_string(),
             );
         }
+    }
+}
+
+/// How a value is named in a message: `display_name`, or an entry of `permissions`.
+fn describe(ptr: &Ptr) -> String {
+    match ptr.as_slice() {
+        [.., list, i] if i.parse::<usize>().is_ok() => {
+            format!("entry #{} of `{list}`", i.parse::<usize>().unwrap_or(0) + 1)
+        }
+        [.., field] => format!("`{field}`"),
+        [] => "the value".into(),
     }
 }
 

@@ -46,10 +46,14 @@ fn options() -> Options {
 pub struct YamlError {
     pub pos: Pos,
     pub message: String,
+    /// The error is a repeated mapping key: the file can still be read with
+    /// [`parse_first_wins`] and its repeats listed with [`duplicate_keys`].
+    pub duplicate: bool,
 }
 
-fn yaml_error(e: serde_saphyr::Error) -> YamlError {
-    let pos = e
+fn yaml_error(e: serde_saphyr::Error, text: &str) -> YamlError {
+    let mut duplicate = false;
+    let mut pos = e
         .location()
         .map(|l| Pos {
             line: l.line(),
@@ -63,6 +67,18 @@ fn yaml_error(e: serde_saphyr::Error) -> YamlError {
     }
     if let Some(rest) = message.strip_prefix("budget breached: ") {
         let limit = rest.split([' ', '{', '(']).next().unwrap_or_default();
+        if limit == "Documents" {
+            let line = second_document(text).unwrap_or(pos.line);
+            pos = Pos { line, column: 1 };
+            message = format!(
+                "one YAML document per file (found a second `---` at line {line}); split the documents into separate files"
+            );
+            return YamlError {
+                pos,
+                message,
+                duplicate,
+            };
+        }
         message = format!(
             "the YAML is too large or expands too far (input budget `{limit}` exceeded): aliases that expand exponentially and absurd nesting are refused"
         );
@@ -72,8 +88,103 @@ fn yaml_error(e: serde_saphyr::Error) -> YamlError {
             .next()
             .unwrap_or(rest);
         message = format!("duplicate key `{key}`: a key may appear once in a map");
+        duplicate = true;
     }
-    YamlError { pos, message }
+    YamlError {
+        pos,
+        message,
+        duplicate,
+    }
+}
+
+/// The line of the separator that starts a file's second YAML document.
+fn second_document(text: &str) -> Option<u64> {
+    let (mut marker, mut content) = (false, false);
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_end();
+        if t == "---" || t.starts_with("--- ") {
+            if marker || content {
+                return Some(i as u64 + 1);
+            }
+            marker = true;
+            content = t.len() > 3;
+            continue;
+        }
+        let t = t.trim_start();
+        if !(t.is_empty() || t.starts_with('#') || t == "...") {
+            content = true;
+        }
+    }
+    None
+}
+
+/// Parse a file whose only problem was a repeated key: the first of each
+/// repeated key wins (the repeats are reported from [`duplicate_keys`]).
+pub fn parse_first_wins(text: &str) -> Result<Value, YamlError> {
+    let mut opts = options();
+    opts.duplicate_keys = DuplicateKeyPolicy::FirstWins;
+    match serde_saphyr::from_str_with_options::<Value>(text, opts) {
+        Ok(Value::Null) => Ok(Value::Object(Default::default())),
+        Ok(v) => Ok(v),
+        Err(e) => Err(yaml_error(e, text)),
+    }
+}
+
+/// A key repeated in one map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The path of the map that holds the key.
+    pub map: Vec<String>,
+    pub key: String,
+    pub first: Pos,
+    pub repeat: Pos,
+}
+
+/// Every key repeated in a map of `text`, in document order.
+pub fn duplicate_keys(text: &str) -> Vec<DuplicateKey> {
+    let mut opts = options();
+    opts.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    let Ok(root) = serde_saphyr::from_str_with_options::<Spanned<Node>>(text, opts) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut stack: Vec<(Vec<String>, &Spanned<Node>)> = vec![(Vec::new(), &root)];
+    while let Some((path, node)) = stack.pop() {
+        match &node.value {
+            Node::Scalar => {}
+            Node::Seq(items) => {
+                for (i, item) in items.iter().enumerate().rev() {
+                    let mut p = path.clone();
+                    p.push(i.to_string());
+                    stack.push((p, item));
+                }
+            }
+            Node::Map(entries) => {
+                let mut seen: std::collections::HashMap<&str, Pos> = Default::default();
+                for (k, _) in entries {
+                    let at = pos_of_key(k);
+                    match seen.get(k.value.0.as_str()) {
+                        Some(first) => out.push(DuplicateKey {
+                            map: path.clone(),
+                            key: k.value.0.clone(),
+                            first: *first,
+                            repeat: at,
+                        }),
+                        None => {
+                            seen.insert(k.value.0.as_str(), at);
+                        }
+                    }
+                }
+                for (k, v) in entries.iter().rev() {
+                    let mut p = path.clone();
+                    p.push(k.value.0.clone());
+                    stack.push((p, v));
+                }
+            }
+        }
+    }
+    out.sort_by_key(|d| (d.repeat.line, d.repeat.column));
+    out
 }
 
 /// Parse one YAML document into JSON. An empty document (or only comments) is `{}`.
@@ -84,7 +195,7 @@ pub fn parse(text: &str) -> Result<Value, YamlError> {
     match serde_saphyr::from_str_with_options::<Value>(text, options()) {
         Ok(Value::Null) => Ok(Value::Object(Default::default())),
         Ok(v) => Ok(v),
-        Err(e) => Err(yaml_error(e)),
+        Err(e) => Err(yaml_error(e, text)),
     }
 }
 
@@ -210,7 +321,11 @@ impl SpanTree {
         let root = if is_blank(text) {
             None
         } else {
-            serde_saphyr::from_str_with_options::<Spanned<Node>>(text, options()).ok()
+            // Repeated keys are kept (the first is found): a file whose only
+            // problem is a repeated key is still checked and located.
+            let mut opts = options();
+            opts.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+            serde_saphyr::from_str_with_options::<Spanned<Node>>(text, opts).ok()
         };
         SpanTree { root }
     }

@@ -16,6 +16,17 @@ pub use spec::*;
 /// The pattern every name (a key of `roles`, `groups`, `users`, `templates`) follows.
 pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9._-]{0,63}$";
 
+/// The pattern of a permission (`payroll.read`, `employee.positions.write`):
+/// 1 to [`MAX_PERMISSION`] letters, digits, `.`, `_`, `:`, `/`, `*` and `-`,
+/// starting with a letter or digit.
+pub const PERMISSION_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9._:/*-]*$";
+/// The pattern of free-text values that are written to stores as identifiers
+/// (set-rights areas, identity providers, companies, pay groups, positions):
+/// no control characters (no newlines, tabs, escapes).
+pub const NO_CONTROL_PATTERN: &str = r"^[^\x00-\x1F\x7F]*$";
+/// The longest a permission may be.
+pub const MAX_PERMISSION: u32 = 128;
+
 /// Whether `s` is a valid roster name (see [`NAME_PATTERN`]).
 pub fn is_valid_name(s: &str) -> bool {
     let b = s.as_bytes();
@@ -226,11 +237,13 @@ fn default_p() -> u32 {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Role {
-    /// What the role is for.
+    /// What the role is for (at most 1,024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
-    /// Permissions such as `payroll.read`.
+    /// Permissions such as `payroll.read` (at most 1,024; each 1 to 128 letters, digits, `.`, `_`, `:`, `/`, `*` and `-`, starting with a letter or digit).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 128), regex(pattern = PERMISSION_PATTERN)))]
     pub permissions: Vec<Permission>,
 }
 
@@ -241,17 +254,21 @@ pub type Permission = String;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Group {
-    /// What the group is for.
+    /// What the group is for (at most 1,024 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub description: Option<String>,
     /// Roles every member of the group gets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(max = 64)))]
     pub roles: Vec<String>,
-    /// Companies the group's members may access.
+    /// Companies the group's members may access (each 1 to 128 characters, no control characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 128), regex(pattern = NO_CONTROL_PATTERN)))]
     pub companies: Vec<String>,
-    /// Pay groups the group's members may access.
+    /// Pay groups the group's members may access (each 1 to 128 characters, no control characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 128), regex(pattern = NO_CONTROL_PATTERN)))]
     pub pay_groups: Vec<String>,
     /// A protected group is never deleted, even when removed from the files.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -343,6 +360,7 @@ pub struct Credentials {
 pub struct Template {
     /// Another template this one inherits from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub extends: Option<String>,
     /// Whether the user is active (default true). `false` deactivates the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,17 +371,21 @@ pub struct Template {
     /// `local` (default: roster manages the password) or `sso`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<Authentication>,
-    /// The identity provider of an `sso` user.
+    /// The identity provider of an `sso` user (1 to 128 characters, no control characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = NO_CONTROL_PATTERN))]
     pub identity_provider: Option<String>,
     /// Groups the user belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxItems" = 1024, "items" = {"type": "string", "maxLength": 64}))]
     pub groups: Option<Vec<String>>,
     /// Roles granted to the user directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxItems" = 1024, "items" = {"type": "string", "maxLength": 64}))]
     pub roles: Option<Vec<String>>,
-    /// Access level per area (`none`, `read`, `write`, `full`).
+    /// Access level per area (`none`, `read`, `write`, `full`). An area is 1 to 64 characters, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 1024, "propertyNames" = {"minLength": 1, "maxLength": 64, "pattern": NO_CONTROL_PATTERN}))]
     pub set_rights: Option<BTreeMap<String, AccessLevel>>,
     /// Which credentials roster generates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -377,20 +399,24 @@ pub struct Template {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct User {
-    /// The name people see, e.g. "Qlearsite engagement survey".
+    /// The name people see, e.g. "Qlearsite engagement survey" (1 to 256 characters).
+    #[schemars(length(min = 1, max = 256))]
     pub display_name: String,
-    /// Given name.
+    /// Given name (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub first_name: Option<String>,
-    /// Family name.
+    /// Family name (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
     pub last_name: Option<String>,
     /// Email address, unique across all users (case-insensitive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
+    #[schemars(length(max = 254), regex(pattern = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"))]
     pub email: Option<String>,
     /// Names this user had before; the user is renamed, not recreated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(regex(pattern = NAME_PATTERN)))]
     pub previous_names: Vec<String>,
     #[serde(flatten)]
     pub fields: Template,
@@ -449,21 +475,27 @@ impl<'de> Deserialize<'de> for User {
 #[serde(deny_unknown_fields)]
 pub struct RoleAssignment {
     /// The role granted.
+    #[schemars(length(max = 64))]
     pub role: String,
     /// The user it is granted to (exactly one of `user` / `group`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub user: Option<String>,
     /// The group it is granted to (exactly one of `user` / `group`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub group: Option<String>,
-    /// Employee positions the role applies to.
+    /// Employee positions the role applies to (each 1 to 128 characters, no control characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 128), regex(pattern = NO_CONTROL_PATTERN)))]
     pub positions: Vec<String>,
-    /// Companies the role applies to.
+    /// Companies the role applies to (each 1 to 128 characters, no control characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 128), regex(pattern = NO_CONTROL_PATTERN)))]
     pub companies: Vec<String>,
-    /// Pay groups the role applies to.
+    /// Pay groups the role applies to (each 1 to 128 characters, no control characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024), inner(length(min = 1, max = 128), regex(pattern = NO_CONTROL_PATTERN)))]
     pub pay_groups: Vec<String>,
 }
 

@@ -154,4 +154,6 @@ pub struct Desired {
     pub renames: BTreeMap<String, String>,
     /// A digest of the config files' contents (sha256, hex), recorded in saved plans.
     pub digest: String,
+    /// How many config files were read (0: none was found under the paths).
+    pub files: usize,
 }

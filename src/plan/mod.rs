@@ -149,6 +149,11 @@ pub struct Plan {
     /// What the store cannot hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limitations: Vec<String>,
+    /// Protected resources the config would deactivate or delete: left as
+    /// they are (addresses). To remove one, first apply `protected: false`
+    /// (with `active: false` in the same edit to deactivate a user).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<String>,
     pub secret_policy: SecretPolicy,
 }
 
@@ -168,8 +173,6 @@ pub struct PlanOptions {
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlanError {
-    #[error("refusing to deactivate or delete protected resources: {}", .0.join(", "))]
-    Protected(Vec<String>),
     #[error(
         "refusing to deactivate or delete {count} of {managed} managed users ({percent:.0}%), more than max_removal_fraction {max}: if this is intended, pass --allow-mass-removal; if not, check that the config path is right"
     )]
@@ -323,6 +326,34 @@ impl Builder<'_> {
         }
     }
 
+    /// Whether group `g` exists after this plan (declared, or kept: unmanaged or protected).
+    fn group_stays(&self, desired: &Desired, g: &str) -> bool {
+        desired.groups.contains_key(g)
+            || self
+                .actual
+                .groups
+                .get(g)
+                .is_some_and(|r| !r.managed || r.spec.protected)
+    }
+
+    /// Whether role `r` exists after this plan (declared, or unmanaged).
+    fn role_stays(&self, desired: &Desired, r: &str) -> bool {
+        desired.roles.contains_key(r) || self.actual.roles.get(r).is_some_and(|s| !s.managed)
+    }
+
+    /// Whether a user that the config no longer declares names a group or
+    /// role that will not exist after this plan.
+    fn dangles(&self, desired: &Desired, user: &crate::model::UserSpec) -> bool {
+        user.groups.iter().any(|g| !self.group_stays(desired, g))
+            || user.roles.iter().any(|r| !self.role_stays(desired, r))
+    }
+
+    /// Take those groups and roles out of the user.
+    fn drop_dangling(&self, desired: &Desired, user: &mut crate::model::UserSpec) {
+        user.groups.retain(|g| self.group_stays(desired, g));
+        user.roles.retain(|r| self.role_stays(desired, r));
+    }
+
     fn users(&mut self, desired: &Desired) -> usize {
         let actual = &self.actual.users;
         let mut removed = 0;
@@ -344,7 +375,26 @@ impl Builder<'_> {
                 }
                 let address = format!("user.{name}");
                 let deleting = desired.settings.removal == Removal::Delete;
+                // A kept (deactivated) user must not point at groups and roles
+                // this plan deletes: the store stays consistent and `export`
+                // writes a config that validates.
                 if !deleting && !r.spec.active {
+                    if self.dangles(desired, &r.spec) {
+                        let mut after = r.spec.clone();
+                        self.drop_dangling(desired, &mut after);
+                        self.removals.push(Step {
+                            action: Action::Update,
+                            address,
+                            kind: Kind::User,
+                            name: name.clone(),
+                            changes: diff_fields(Some(&r.spec), Some(&after)),
+                            generate: vec![],
+                            revoke: vec![],
+                            renamed_from: None,
+                            target: target(&after),
+                            adopt: false,
+                        });
+                    }
                     continue; // already deactivated
                 }
                 if r.spec.protected {
@@ -368,6 +418,7 @@ impl Builder<'_> {
                 } else {
                     let mut after = r.spec.clone();
                     after.active = false;
+                    self.drop_dangling(desired, &mut after);
                     Step {
                         action: Action::Deactivate,
                         address,
@@ -418,7 +469,9 @@ impl Builder<'_> {
             let (action, generate, revoke) = if spec.active && !was.active {
                 (Action::Reactivate, wanted.clone(), held.clone())
             } else if !spec.active {
-                if was.active && (spec.protected || was.protected) {
+                // `protected: false` with `active: false` in one edit
+                // deactivates: only a user still declared protected is kept.
+                if was.active && spec.protected {
                     self.protected.push(address());
                     continue;
                 }
@@ -544,9 +597,8 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
         &actual.assignments,
         |_| false,
     );
-    if !b.protected.is_empty() {
-        return Err(PlanError::Protected(b.protected));
-    }
+    // Protected resources the config would remove are left as they are
+    // (reported in the plan); everything else is planned.
     let managed_users = actual.users.values().filter(|r| r.managed).count();
     let max = desired.settings.max_removal_fraction;
     if removed_users > 0 && !options.allow_mass_removal && managed_users > 0 {
@@ -619,6 +671,7 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
         access,
         unmanaged,
         limitations: actual.limitations.clone(),
+        protected: b.protected,
         secret_policy: SecretPolicy {
             password: desired.settings.password.clone(),
             token: desired.settings.token.clone(),
