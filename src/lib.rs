@@ -12,6 +12,7 @@ pub mod init;
 pub mod load;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod progress;
 pub mod secret;
 pub mod signal;

@@ -9,6 +9,7 @@
 //! report. No writes, no network.
 
 pub mod diag;
+mod governance;
 pub mod schema;
 pub mod yaml;
 
@@ -23,7 +24,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    AssignmentSpec, Authentication, CredentialSpec, Desired, Group, GroupSpec, Role,
+    AssignmentSpec, Authentication, CredentialSpec, Desired, Group, GroupSpec, Policy, Role,
     RoleAssignment, RoleSpec, Settings, Subject, Template, User, UserSpec,
 };
 pub use diag::{Diagnostic, Diagnostics, Related};
@@ -161,6 +162,7 @@ struct Raw {
     groups: BTreeMap<String, Def<Group>>,
     users: BTreeMap<String, Def<User>>,
     assignments: Vec<Def<RoleAssignment>>,
+    policies: Vec<Def<Policy>>,
 }
 
 /// Load and validate the config at `paths` (files and/or directories).
@@ -451,6 +453,23 @@ fn collect_entries(idx: usize, value: Value, bad: &BTreeSet<Ptr>, raw: &mut Raw,
                     }
                 }
             }
+            "policies" => {
+                if let Value::Array(items) = v {
+                    for (i, item) in items.into_iter().enumerate() {
+                        let p = ptr!["policies", i];
+                        let value = if is_bad(&p) {
+                            None
+                        } else {
+                            typed::<Policy>(item, idx, &p, || format!("policy #{}", i + 1), ctx)
+                        };
+                        raw.policies.push(Def {
+                            file: idx,
+                            ptr: p,
+                            value,
+                        });
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -604,6 +623,7 @@ fn merge(base: &Template, over: Template) -> Template {
             password: o.password.or(b.password),
             token: o.token.or(b.token),
             rotation: o.rotation.or(b.rotation),
+            max_age_days: o.max_age_days.or(b.max_age_days),
         }),
     };
     Template {
@@ -619,6 +639,7 @@ fn merge(base: &Template, over: Template) -> Template {
         set_rights,
         credentials,
         protected: over.protected.or(base.protected),
+        expires_at: over.expires_at.or_else(|| base.expires_at.clone()),
     }
 }
 
@@ -898,9 +919,19 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
     // Lower-cased email -> (file, ptr of the email) of its first user.
     let mut emails: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let no_template = Template::default();
+    let (policies, policy_sites) = governance::policies(ctx, &raw);
+    governance::templates(ctx, &raw);
+    let mut user_sites: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
+    let mut user_governance = BTreeMap::new();
     for (name, def) in std::mem::take(&mut raw.users) {
         let Some(u) = def.value else { continue };
         check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
+        if let Some(g) = governance::user(ctx, &raw, def.file, &def.ptr, &u.fields) {
+            user_governance.insert(name.clone(), g);
+        }
+        if !policies.is_empty() {
+            user_sites.insert(name.clone(), (def.file, def.ptr.clone()));
+        }
         let base = match u.fields.extends.as_deref() {
             None => Some(&no_template),
             Some(t) => match templates.get(t) {
@@ -1009,7 +1040,7 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         }
     }
 
-    Desired {
+    let desired = Desired {
         settings,
         roles,
         groups,
@@ -1017,7 +1048,11 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         assignments,
         renames,
         digest,
-    }
+        policies,
+        governance: user_governance,
+    };
+    governance::evaluate(ctx, &desired, &policy_sites, &user_sites);
+    desired
 }
 
 /// Checks shared by users and templates: references and duplicate list entries.

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccessLevel, Authentication, Settings, UserClass};
+use super::{AccessLevel, Authentication, Policy, Settings, UserClass};
 
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,4 +154,41 @@ pub struct Desired {
     pub renames: BTreeMap<String, String>,
     /// A digest of the config files' contents (sha256, hex), recorded in saved plans.
     pub digest: String,
+    /// Access policies, in file order.
+    pub policies: Vec<Policy>,
+    /// Per user: expiry, secret age limit and which template gave what (users
+    /// with none of these are absent).
+    pub governance: BTreeMap<String, UserGovernance>,
+}
+
+/// What governance needs to know about a user beyond its spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserGovernance {
+    /// The `extends` chain, nearest template first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
+    /// When the user's access ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Expiry>,
+    /// The user's (or its template's) `credentials.max_age_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_secret_age_days: Option<u32>,
+    /// `role:NAME`, `group:NAME`, `area:NAME` -> the template that gave it
+    /// (absent when the user gives it itself).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origins: BTreeMap<String, String>,
+}
+
+/// A parsed `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// As written.
+    pub text: String,
+    /// The moment, in seconds since the Unix epoch (a date alone means 00:00 UTC).
+    pub unix: i64,
+    /// Where it is written: `file:line:column`.
+    pub location: String,
+    /// The template it comes from, when not the user itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
