@@ -132,3 +132,112 @@ fn bundled_examples_carry_policies_and_keep_them() {
         assert_eq!(code(&out), 0, "{name}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn explain_shows_the_chain_of_every_permission_and_set_right() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        dir.path().join("c.yaml"),
+        "roles:\n  payroll-admin:\n    permissions: [payroll.read, payroll.write]\n  bank-admin:\n    permissions: [bank.write]\n\
+groups:\n  payroll-team:\n    roles: [payroll-admin]\n    companies: [ACME]\n\
+templates:\n  bureau:\n    groups: [payroll-team]\n    set_rights: { salary: write }\n    expires_at: 2027-01-31\n\
+users:\n  payroll-bureau:\n    display_name: Payroll bureau\n    extends: bureau\n    set_rights: { payslips: full }\n\
+role_assignments:\n  - role: bank-admin\n    user: payroll-bureau\n    positions: [TREASURER]\n\
+policies:\n  - name: payroll-sod\n    description: pay or bank, not both\n    exclusive:\n      - permission: payroll.write\n      - permission: bank.write\n",
+    )
+    .expect("write");
+    // The config breaks its policy: validate fails, explain shows why.
+    assert_eq!(code(&roster(dir.path(), &["validate", "c.yaml"])), 1);
+    let out = roster(dir.path(), &["explain", "payroll-bureau", "c.yaml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "user payroll-bureau (Payroll bureau): active\n\
+extends: bureau\n\
+expires_at: 2027-01-31 (c.yaml:14:17)\n\
+\n\
+permission bank.write\n  user payroll-bureau → role assignment bank-admin@user.payroll-bureau (positions TREASURER) → role bank-admin → permission bank.write\n\
+\n\
+permission payroll.read\n  user payroll-bureau → template bureau → group payroll-team (companies ACME) → role payroll-admin → permission payroll.read\n\
+\n\
+permission payroll.write\n  user payroll-bureau → template bureau → group payroll-team (companies ACME) → role payroll-admin → permission payroll.write\n\
+\n\
+set right payslips: full (GET, POST, PUT, PATCH, DELETE)\n  user payroll-bureau → set right payslips: full\n\
+\n\
+set right salary: write (GET, POST, PUT, PATCH)\n  user payroll-bureau → template bureau → set right salary: write\n\
+\n\
+breaks:\n  policy.payroll-sod: user payroll-bureau holds payroll.write (via template bureau → group payroll-team (companies ACME) → role payroll-admin) and bank.write (via role assignment bank-admin@user.payroll-bureau (positions TREASURER) → role bank-admin) (separation of duties \"payroll-sod\")\n"
+    );
+    let out = roster(
+        dir.path(),
+        &[
+            "explain",
+            "payroll-bureau",
+            "c.yaml",
+            "--permission",
+            "payroll.*",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let names: Vec<&str> = v["holds"]
+        .as_array()
+        .expect("holds")
+        .iter()
+        .map(|h| h["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["payroll.read", "payroll.write"]);
+    assert_eq!(v["holds"][1]["paths"][0]["source"]["kind"], "group");
+    assert_eq!(v["holds"][1]["paths"][0]["source"]["template"], "bureau");
+    assert_eq!(v["expires_at"]["text"], "2027-01-31");
+
+    let out = roster(
+        dir.path(),
+        &[
+            "explain",
+            "payroll-bureau",
+            "c.yaml",
+            "--permission",
+            "salary",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("set right salary: write"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("payslips"), "{}", stdout(&out));
+    let out = roster(
+        dir.path(),
+        &[
+            "explain",
+            "payroll-bureau",
+            "c.yaml",
+            "--permission",
+            "nothing.*",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("holds nothing matching `nothing.*`"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn explain_an_unknown_user_is_an_error_with_a_suggestion() {
+    let out = roster(
+        &root().join("examples/iris-hr"),
+        &["explain", "payroll-buro"],
+    );
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out)
+            .contains("no user `payroll-buro` in the config; did you mean `payroll-bureau`?"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Show(args) => show(&args),
         Command::Export(args) => export(&args),
         Command::History(args) => history(&args),
+        Command::Explain(args) => super::governance::explain_cmd(&args),
         Command::Schema => schema(),
         Command::Init(args) => init(&args),
         Command::Completions(args) => completions(&args),

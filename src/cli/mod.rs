@@ -3,12 +3,14 @@
 //! are decided in one place ([`Exit`]).
 
 mod commands;
+mod governance;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
+pub use governance::{ExplainArgs, ExplainFormat};
 
 /// roster: declarative API users and access, reconciled from YAML in git.
 #[derive(Debug, Parser)]
@@ -78,6 +80,8 @@ pub enum Command {
     Export(ExportArgs),
     /// List the store's audit trail: who applied what, when.
     History(HistoryArgs),
+    /// Show every permission and set right a user holds, and the chain that gives it.
+    Explain(ExplainArgs),
     /// Print the JSON Schema of config files.
     Schema,
     /// Scaffold a starter config (schema, .gitignore, CI workflow) in a directory.

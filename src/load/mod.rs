@@ -59,6 +59,7 @@ struct Ctx {
     sources: Vec<Source>,
     pending: Vec<Pending>,
     unlocated: Vec<Diagnostic>,
+    skip_policy_check: bool,
 }
 
 impl Ctx {
@@ -167,7 +168,21 @@ struct Raw {
 
 /// Load and validate the config at `paths` (files and/or directories).
 pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
-    let mut ctx = Ctx::default();
+    load_with(paths, true)
+}
+
+/// Load and validate the config, but do not evaluate its policies (the
+/// policies themselves are still checked): for `roster explain` and the
+/// access report, which show *why* a policy fires.
+pub fn load_without_policy_check(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
+    load_with(paths, false)
+}
+
+fn load_with(paths: &[PathBuf], evaluate_policies: bool) -> Result<Desired, Diagnostics> {
+    let mut ctx = Ctx {
+        skip_policy_check: !evaluate_policies,
+        ..Ctx::default()
+    };
     let files = collect_files(paths, &mut ctx);
     let mut hasher = Sha256::new();
     let mut raw = Raw::default();

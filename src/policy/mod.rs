@@ -6,6 +6,7 @@
 //! computation the plan's access changes use; this module adds where each
 //! grant comes from (templates, groups, role assignments and their scopes).
 
+pub mod explain;
 pub mod time;
 
 use std::collections::{BTreeMap, BTreeSet};

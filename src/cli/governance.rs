@@ -1,0 +1,66 @@
+//! Governance commands: `explain` and `report access`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::{Exit, paths_or_cwd};
+use crate::load::{self, diag};
+use crate::policy::explain;
+
+/// Output formats for explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The user to explain.
+    pub user: String,
+    /// Config files and/or directories. Default: `.`.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Only this permission or set-rights area (`*` matches any characters), e.g. `payroll.*`, `bank`.
+    #[arg(long, value_name = "P")]
+    pub permission: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+}
+
+/// Load the config without failing on policy violations (they are what
+/// `explain` and the report show); any other problem is reported.
+fn load_for_review(paths: &[PathBuf]) -> Option<crate::model::Desired> {
+    match load::load_without_policy_check(&paths_or_cwd(paths)) {
+        Ok(d) => Some(d),
+        Err(diags) => {
+            eprint!("{}", diags.render_text(diag::stderr_color()));
+            None
+        }
+    }
+}
+
+pub fn explain_cmd(args: &ExplainArgs) -> anyhow::Result<Exit> {
+    let Some(desired) = load_for_review(&args.paths) else {
+        return Ok(Exit::Failure);
+    };
+    let Some(e) = explain::explain(&desired, &args.user, args.permission.as_deref()) else {
+        let hint = diag::did_you_mean(&args.user, desired.users.keys().map(String::as_str))
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        anyhow::bail!("no user `{}` in the config{hint}", args.user);
+    };
+    let text = match args.format {
+        ExplainFormat::Text => explain::text(&e, args.permission.as_deref()),
+        ExplainFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&e)?;
+            s.push('\n');
+            s
+        }
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(Exit::Success)
+}
