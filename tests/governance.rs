@@ -241,3 +241,305 @@ fn explain_an_unknown_user_is_an_error_with_a_suggestion() {
         stderr(&out)
     );
 }
+
+const DAY: i64 = 86_400;
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
+
+fn unix(text: &str) -> i64 {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+        .unix_timestamp()
+}
+
+/// A year of weekly plans and applies with a fixed `--now`: expiry ends the
+/// contractor's access by itself (reason `expired`, secrets revoked), secrets
+/// are rotated exactly when they pass their age limit (reason `age`; the
+/// user's own `max_age_days` over the settings'), and every plan lists what
+/// expires or falls due within the warning window — and nothing else.
+#[test]
+fn a_year_of_plans_expires_access_and_rotates_old_secrets_on_schedule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::write(
+        d.join("c.yaml"),
+        r#"settings:
+  max_secret_age_days: 90
+  expiry_warning_days: 14
+  max_removal_fraction: 1.0
+  argon2: { memory_kib: 8192, iterations: 1, parallelism: 1 }
+users:
+  contractor:
+    display_name: Contractor
+    expires_at: 2026-06-30
+    credentials: { password: true }
+  svc:
+    display_name: Service (token, 30 days)
+    credentials: { token: true, max_age_days: 30 }
+  plain:
+    display_name: Plain (password, 90 days)
+    credentials: { password: true }
+  nosecret:
+    display_name: No secrets
+"#,
+    )
+    .expect("write config");
+    let start = unix("2026-01-01T08:00:00Z");
+    let expiry = unix("2026-06-30T00:00:00Z");
+    let max_age = |u: &str| if u == "svc" { 30 } else { 90 } * DAY;
+    // When each user's current secrets were generated (as the test saw it).
+    let mut generated: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut rotations: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut expired_on = None;
+    for week in 0..53 {
+        let now = start + week * 7 * DAY;
+        let at = rfc3339(now);
+        let out = roster(
+            d,
+            &[
+                "plan",
+                "c.yaml",
+                "--store",
+                "file:state.json",
+                "--now",
+                &at,
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(code(&out), 0, "{at}: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("plan JSON");
+        assert_eq!(plan["schedule"]["now"], at.as_str());
+        let steps = plan["steps"].as_array().expect("steps").clone();
+        let step = |u: &str| steps.iter().find(|s| s["name"] == u).cloned();
+        // Expiry.
+        let expiring: Vec<&str> = plan["schedule"]["expiring"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["user"].as_str().expect("user"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let soon = now < expiry && expiry - now <= 14 * DAY;
+        assert_eq!(
+            expiring == ["contractor"],
+            soon,
+            "{at}: expiring {expiring:?}"
+        );
+        if now >= expiry && expired_on.is_none() {
+            let s = step("contractor").unwrap_or_else(|| panic!("{at}: no step for contractor"));
+            assert_eq!(s["action"], "deactivate", "{at}: {s}");
+            assert_eq!(s["reason"], "expired", "{at}: {s}");
+            assert_eq!(s["revoke"], serde_json::json!(["password"]), "{at}: {s}");
+            expired_on = Some(now);
+        } else if week > 0 && (expired_on.is_some() || now < expiry) {
+            // Secret age, for the active users with secrets.
+            for u in ["contractor", "svc", "plain"] {
+                if u == "contractor" && expired_on.is_some() {
+                    assert!(step(u).is_none(), "{at}: {u} after expiry");
+                    continue;
+                }
+                let age = now - generated[u];
+                let s = step(u);
+                if age >= max_age(u) {
+                    let s = s.unwrap_or_else(|| panic!("{at}: {u} is {age}s old, no rotation"));
+                    assert_eq!(s["action"], "rotate", "{at}: {s}");
+                    assert_eq!(s["reason"], "age", "{at}: {s}");
+                } else {
+                    assert!(s.is_none(), "{at}: {u} rotated at age {} days", age / DAY);
+                }
+                let due = plan["schedule"]["secrets_due"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x["user"] == u));
+                let left = generated[u] + max_age(u) - now;
+                assert_eq!(
+                    due,
+                    left > 0 && left <= 14 * DAY,
+                    "{at}: {u} due in {left}s"
+                );
+            }
+        }
+        assert!(step("nosecret").is_none() || week == 0, "{at}");
+        if steps.is_empty() {
+            continue;
+        }
+        for s in &steps {
+            let name = s["name"].as_str().expect("name").to_string();
+            if s["generate"].as_array().is_some_and(|g| !g.is_empty()) {
+                if generated.contains_key(&name) {
+                    *rotations.entry(name.clone()).or_default() += 1;
+                }
+                generated.insert(name, now);
+            }
+        }
+        let secrets = d.join(format!("secrets-{week}.json"));
+        let out = roster(
+            d,
+            &[
+                "apply",
+                "c.yaml",
+                "--store",
+                "file:state.json",
+                "--now",
+                &at,
+                "--yes",
+                "--secrets-out",
+                secrets.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(code(&out), 0, "{at}: {}", stderr(&out));
+    }
+    assert_eq!(expired_on, Some(unix("2026-07-02T08:00:00Z")));
+    // Checked weekly: svc (30 days) rotates every 5 weeks, plain (90 days)
+    // every 13 weeks; the contractor once (week 13) before its access ends (week 26).
+    assert_eq!(rotations.get("svc"), Some(&10), "{rotations:?}");
+    assert_eq!(rotations.get("plain"), Some(&4), "{rotations:?}");
+    assert_eq!(rotations.get("contractor"), Some(&1), "{rotations:?}");
+    // The contractor's secret is gone from the state; nobody's hash shows up in a plan.
+    let state = fs::read_to_string(d.join("state.json")).expect("state");
+    let v: serde_json::Value = serde_json::from_str(&state).expect("state JSON");
+    let record = &v["users"]["contractor"];
+    assert_eq!(record["spec"]["active"], false, "{record}");
+    assert!(record["meta"]["deactivated_at"].is_string(), "{record}");
+    assert!(record["meta"]["secrets"]["password"].is_null(), "{record}");
+    // The others' hashes are there, generated at the --now of their last rotation.
+    assert!(v["users"]["plain"]["meta"]["secrets"]["password"].is_string());
+    assert_eq!(
+        v["users"]["svc"]["meta"]["secrets"]["generated_at"],
+        rfc3339(generated["svc"]).as_str()
+    );
+    let out = roster(
+        d,
+        &[
+            "plan",
+            "c.yaml",
+            "--store",
+            "file:state.json",
+            "--now",
+            "2027-01-01",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stdout(&out).contains("$argon2"), "{}", stdout(&out));
+}
+
+#[test]
+fn validate_warns_about_a_past_expiry_and_plans_say_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::write(
+        d.join("c.yaml"),
+        r#"templates:
+  contract:
+    expires_at: 2026-03-01T17:00:00Z
+users:
+  old-survey:
+    display_name: Previous survey tool
+    expires_at: 2026-01-31
+    credentials: { password: true }
+  audit:
+    display_name: Audit firm
+    extends: contract
+"#,
+    )
+    .expect("write");
+    let out = roster(d, &["validate", "c.yaml", "--now", "2026-02-20"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "c.yaml:7:17: warning[user.expired]: user old-survey: expires_at 2026-01-31 is in the past; the next plan deactivates it and revokes its secrets\n"
+    );
+    let out = roster(
+        d,
+        &[
+            "validate",
+            "c.yaml",
+            "--now",
+            "2026-02-20",
+            "--format",
+            "github",
+        ],
+    );
+    assert_eq!(
+        stdout(&out),
+        "::warning file=c.yaml,line=7,col=17,title=roster user.expired::user old-survey: expires_at 2026-01-31 is in the past; the next plan deactivates it and revokes its secrets\n"
+    );
+    let out = roster(d, &["validate", "c.yaml", "--now", "2026-01-30"]);
+    assert_eq!(stderr(&out), "");
+
+    // Applied in January, planned in late February.
+    let s = d.join("s.json");
+    let out = roster(
+        d,
+        &[
+            "apply",
+            "c.yaml",
+            "--store",
+            "file:state.json",
+            "--now",
+            "2026-01-10",
+            "--yes",
+            "--secrets-out",
+            s.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = roster(
+        d,
+        &[
+            "plan",
+            "c.yaml",
+            "--store",
+            "file:state.json",
+            "--now",
+            "2026-02-20T12:00:00Z",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("- user.old-survey (deactivate; reason: expired; revoke password)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Access expiring within 14 days (as of 2026-02-20T12:00:00Z):\n  user.audit: expires_at 2026-03-01T17:00:00Z (in 9 days)\n"),
+        "{text}"
+    );
+    let out = roster(
+        d,
+        &[
+            "plan",
+            "c.yaml",
+            "--store",
+            "file:state.json",
+            "--now",
+            "2026-02-20T12:00:00Z",
+            "--format",
+            "markdown",
+        ],
+    );
+    assert!(
+        stdout(&out).contains("> - `user.audit`: expires_at 2026-03-01T17:00:00Z (in 9 days)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = roster(
+        d,
+        &[
+            "plan",
+            "c.yaml",
+            "--store",
+            "file:state.json",
+            "--now",
+            "not-a-date",
+        ],
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("not-a-date"), "{}", stderr(&out));
+}

@@ -61,19 +61,24 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
             writeln!(out, "{}", diag::Diagnostics::default().render_json())?
         }
         (Err(d), ValidateFormat::Json) => writeln!(out, "{}", d.render_json())?,
-        (Ok(desired), ValidateFormat::Text) => writeln!(
-            out,
-            "valid: {} users, {} groups, {} roles, {} role assignments",
-            desired.users.len(),
-            desired.groups.len(),
-            desired.roles.len(),
-            desired.assignments.len()
-        )?,
+        (Ok(desired), ValidateFormat::Text) => {
+            super::governance::warn_expired(desired, super::now_or_clock(args.now), false);
+            writeln!(
+                out,
+                "valid: {} users, {} groups, {} roles, {} role assignments",
+                desired.users.len(),
+                desired.groups.len(),
+                desired.roles.len(),
+                desired.assignments.len()
+            )?
+        }
         (Err(d), ValidateFormat::Text) => {
             drop(out);
             eprint!("{}", d.render_text(diag::stderr_color()));
         }
-        (Ok(_), ValidateFormat::Github) => {}
+        (Ok(desired), ValidateFormat::Github) => {
+            super::governance::warn_expired(desired, super::now_or_clock(args.now), true)
+        }
         (Err(d), ValidateFormat::Github) => out.write_all(github_annotations(d).as_bytes())?,
         (Ok(_), ValidateFormat::Gitlab) => writeln!(out, "[]")?,
         (Err(d), ValidateFormat::Gitlab) => writeln!(out, "{}", gitlab_code_quality(d))?,
@@ -227,6 +232,7 @@ fn make_plan(
     paths: &[std::path::PathBuf],
     store: &Arc<dyn StateStore>,
     allow_mass_removal: bool,
+    now: i64,
 ) -> anyhow::Result<Option<Plan>> {
     // The two inputs are independent: read the store on another thread while
     // the config loads, so a plan waits for the slower of the two instead of
@@ -245,7 +251,12 @@ fn make_plan(
         Ok(read) => read.with_context(|| format!("reading {}", store.info().location))?,
         Err(panic) => std::panic::resume_unwind(panic),
     };
-    let mut plan = plan::plan(&desired, &snapshot, PlanOptions { allow_mass_removal })?;
+    let mut plan = crate::policy::schedule::plan_at(
+        &desired,
+        &snapshot,
+        PlanOptions { allow_mass_removal },
+        now,
+    )?;
     plan.store = Some(store.info());
     // The plan owns what it needs. The desired state and the snapshot are
     // not freed one string at a time (a fifth of a second at 100k users):
@@ -265,7 +276,8 @@ fn render_plan(plan: &Plan, format: PlanFormat) -> String {
 
 fn plan_cmd(args: &PlanArgs) -> anyhow::Result<Exit> {
     let store = open_store(&args.store)?;
-    let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal)? else {
+    let now = super::now_or_clock(args.now);
+    let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal, now)? else {
         return Ok(Exit::Failure);
     };
     if let Some(out) = &args.out {
@@ -440,7 +452,11 @@ fn confirm() -> anyhow::Result<bool> {
 
 fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     let store = open_store(&args.store)?;
-    let now = now_rfc3339();
+    // `--now` stands for the clock everywhere in this apply (plan, timestamps).
+    let now = args
+        .now
+        .map(crate::policy::time::format)
+        .unwrap_or_else(now_rfc3339);
     let owner = LockOwner {
         pid: std::process::id(),
         host: host(),
@@ -469,7 +485,8 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             plan
         }
         None => {
-            let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal)? else {
+            let now = super::now_or_clock(args.now);
+            let Some(plan) = make_plan(&args.paths, &store, args.allow_mass_removal, now)? else {
                 return Ok(Exit::Failure);
             };
             plan

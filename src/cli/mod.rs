@@ -165,6 +165,19 @@ pub struct PlanArgs {
     /// Allow deactivating or deleting more than `max_removal_fraction` of the managed users.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Plan as of this moment (RFC 3339 date or date-time) instead of the clock: expiry and secret age.
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<i64>,
+}
+
+/// Parse `--now`.
+pub fn parse_now(s: &str) -> Result<i64, String> {
+    crate::policy::schedule::parse_now(s)
+}
+
+/// `--now`, or the clock, read once.
+pub(crate) fn now_or_clock(now: Option<i64>) -> i64 {
+    now.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp())
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +199,9 @@ pub struct ApplyArgs {
     /// Allow deactivating or deleting more than `max_removal_fraction` of the managed users.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Plan as of this moment (RFC 3339 date or date-time) instead of the clock: expiry and secret age.
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<i64>,
     /// Write generated secrets to this new file (mode 0600; never overwritten).
     #[arg(long, value_name = "FILE")]
     pub secrets_out: Option<PathBuf>,
@@ -249,6 +265,9 @@ pub struct ValidateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     pub format: ValidateFormat,
+    /// Warn about `expires_at` dates before this moment (RFC 3339) instead of the clock.
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<i64>,
 }
 
 /// How a command ended; mapped to the process exit status in `main`.

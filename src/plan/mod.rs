@@ -86,6 +86,28 @@ pub struct Step {
     /// The resource was not managed by roster until now (adoption).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+    /// Why a step the config does not ask for directly happens (expiry, secret age).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// Why a step happens beyond the config's fields (see `crate::policy::schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The user's `expires_at` has come.
+    Expired,
+    /// The user's secrets are older than their age limit.
+    Age,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Expired => "expired",
+            Reason::Age => "age",
+        }
+    }
 }
 
 /// A managed resource whose stored values differ from what roster last wrote.
@@ -149,6 +171,10 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limitations: Vec<String>,
     pub secret_policy: SecretPolicy,
+    /// The moment the plan was made for, and the expiries and secret ages
+    /// coming within the warning window (see `crate::policy::schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::policy::schedule::PlanSchedule>,
 }
 
 impl Plan {
@@ -278,6 +304,7 @@ impl Builder<'_> {
                     renamed_from: None,
                     target: target(spec),
                     adopt: false,
+                    reason: None,
                 }),
                 Some(r) => {
                     if &r.spec != spec || !r.managed {
@@ -293,6 +320,7 @@ impl Builder<'_> {
                             renamed_from: None,
                             target: target(spec),
                             adopt: !r.managed,
+                            reason: None,
                         });
                     }
                 }
@@ -318,6 +346,7 @@ impl Builder<'_> {
                 renamed_from: None,
                 target: None,
                 adopt: false,
+                reason: None,
             });
         }
     }
@@ -363,6 +392,7 @@ impl Builder<'_> {
                         renamed_from: None,
                         target: None,
                         adopt: false,
+                        reason: None,
                     }
                 } else {
                     let mut after = r.spec.clone();
@@ -378,6 +408,7 @@ impl Builder<'_> {
                         renamed_from: None,
                         target: target(&after),
                         adopt: false,
+                        reason: None,
                     }
                 };
                 self.removals.push(step);
@@ -403,6 +434,7 @@ impl Builder<'_> {
                     renamed_from: None,
                     target: target(spec),
                     adopt: false,
+                    reason: None,
                 });
                 continue;
             };
@@ -493,6 +525,7 @@ impl Builder<'_> {
                 renamed_from,
                 target: target(spec),
                 adopt: !r.managed,
+                reason: None,
             });
         }
         removed
@@ -623,6 +656,7 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
             token: desired.settings.token.clone(),
             argon2: desired.settings.argon2,
         },
+        schedule: None,
     })
 }
 

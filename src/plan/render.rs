@@ -108,6 +108,9 @@ fn step_header(s: &Step) -> String {
     if s.adopt {
         extra.push("adopt".into());
     }
+    if let Some(r) = s.reason {
+        extra.push(format!("reason: {}", r.as_str()));
+    }
     if let Some(old) = &s.renamed_from {
         extra.push(format!("renamed from {old}"));
     }
@@ -257,6 +260,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
             parts.join(", ")
         );
     }
+    out.push_str(&crate::policy::schedule::text(plan));
     let _ = writeln!(out, "{}", p.paint("1", &summary_line(plan)));
     out
 }
@@ -296,6 +300,7 @@ pub fn markdown(plan: &Plan) -> String {
     for line in &plan.limitations {
         let _ = writeln!(out, "> [!NOTE]\n> {line}\n");
     }
+    out.push_str(&crate::policy::schedule::markdown(plan));
     if !plan.drift.is_empty() {
         let _ = writeln!(
             out,

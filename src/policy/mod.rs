@@ -7,6 +7,7 @@
 //! grant comes from (templates, groups, role assignments and their scopes).
 
 pub mod explain;
+pub mod schedule;
 pub mod time;
 
 use std::collections::{BTreeMap, BTreeSet};
