@@ -14,6 +14,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod progress;
+pub mod report;
 pub mod secret;
 pub mod signal;
 pub mod store;

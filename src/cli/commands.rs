@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Export(args) => export(&args),
         Command::History(args) => history(&args),
         Command::Explain(args) => super::governance::explain_cmd(&args),
+        Command::Report(args) => super::governance::report_cmd(&args),
         Command::Schema => schema(),
         Command::Init(args) => init(&args),
         Command::Completions(args) => completions(&args),
@@ -206,7 +207,7 @@ fn schema() -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn StateStore>> {
+pub(super) fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn StateStore>> {
     let options = OpenOptions {
         allow_insecure_http: args.allow_insecure_http,
         ca_file: args.ca_file.clone(),

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
-pub use governance::{ExplainArgs, ExplainFormat};
+pub use governance::{
+    AccessReportArgs, ExplainArgs, ExplainFormat, ReportArgs, ReportFormat, ReportKind,
+};
 
 /// roster: declarative API users and access, reconciled from YAML in git.
 #[derive(Debug, Parser)]
@@ -82,6 +84,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Show every permission and set right a user holds, and the chain that gives it.
     Explain(ExplainArgs),
+    /// Write a review report (`report access`: who holds what, for auditors).
+    Report(ReportArgs),
     /// Print the JSON Schema of config files.
     Schema,
     /// Scaffold a starter config (schema, .gitignore, CI workflow) in a directory.
