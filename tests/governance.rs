@@ -1,6 +1,7 @@
 //! Governance end to end, through the real binary: policies that hold
-//! (`tests/policy-pass/*/config` must validate; the violating ones are golden
-//! cases under `tests/invalid/policy-*`), policy errors in every output
+//! (`tests/policy-pass/*/config` must validate, saying `expected.txt`; the
+//! violating ones are golden cases under `tests/invalid/policy-*`; `BLESS=1`
+//! rewrites both), policy errors in every output
 //! format and at plan time, and `roster explain`.
 
 #[path = "common/cli.rs"]
@@ -40,6 +41,15 @@ fn configs_that_keep_their_policies_validate() {
             stderr(&out)
         );
         assert!(stdout(&out).starts_with("valid: "), "{}", stdout(&out));
+        // Golden: what validate says (BLESS=1 rewrites it).
+        let expected = case.join("expected.txt");
+        if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
+            fs::write(&expected, stdout(&out)).expect("write expected.txt");
+        } else {
+            let want = fs::read_to_string(&expected)
+                .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 creates it)", expected.display()));
+            assert_eq!(stdout(&out), want, "{}", case.display());
+        }
     }
 }
 
