@@ -2,7 +2,7 @@
 //! evaluated on effective access by [`crate::policy`]), and per user its
 //! `expires_at`, secret age limit and which template gave what.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::{Ctx, Def, Ptr, Raw, unknown_ref};
 use crate::model::{AccessMatch, Desired, Expiry, Policy, Template, UserGovernance};
@@ -30,13 +30,15 @@ fn location(ctx: &Ctx, file: usize, ptr: &[String]) -> String {
 }
 
 /// A user's governance facts, from its own fields (before the template merge)
-/// and its templates. `None` when there is nothing to record.
+/// and its templates: its expiry, its secret age limit and (with
+/// `keep_extends`) the template it extends. `None` when there is nothing to record.
 pub(super) fn user(
     ctx: &mut Ctx,
     raw: &Raw,
     file: usize,
     ptr: &Ptr,
     own: &Template,
+    keep_extends: bool,
 ) -> Option<UserGovernance> {
     let templates = chain(raw, own.extends.as_deref());
     let tdefs: Vec<(&String, &Def<Template>, &Template)> = templates
@@ -46,41 +48,6 @@ pub(super) fn user(
             d.value.as_ref().map(|v| (t, d, v))
         })
         .collect();
-    let mut origins = BTreeMap::new();
-    let mut origin = |key: String, own_has: bool, has: &dyn Fn(&Template) -> bool| {
-        if own_has {
-            return;
-        }
-        if let Some((t, _, _)) = tdefs.iter().find(|(_, _, v)| has(v)) {
-            origins.insert(key, (*t).clone());
-        }
-    };
-    let mut roles: BTreeSet<&String> = BTreeSet::new();
-    let mut groups: BTreeSet<&String> = BTreeSet::new();
-    let mut areas: BTreeSet<&String> = BTreeSet::new();
-    for (_, _, v) in &tdefs {
-        roles.extend(v.roles.iter().flatten());
-        groups.extend(v.groups.iter().flatten());
-        areas.extend(v.set_rights.iter().flat_map(|m| m.keys()));
-    }
-    for r in roles {
-        let own_has = own.roles.as_ref().is_some_and(|l| l.contains(r));
-        origin(format!("role:{r}"), own_has, &|v: &Template| {
-            v.roles.as_ref().is_some_and(|l| l.contains(r))
-        });
-    }
-    for g in groups {
-        let own_has = own.groups.as_ref().is_some_and(|l| l.contains(g));
-        origin(format!("group:{g}"), own_has, &|v: &Template| {
-            v.groups.as_ref().is_some_and(|l| l.contains(g))
-        });
-    }
-    for a in areas {
-        let own_has = own.set_rights.as_ref().is_some_and(|m| m.contains_key(a));
-        origin(format!("area:{a}"), own_has, &|v: &Template| {
-            v.set_rights.as_ref().is_some_and(|m| m.contains_key(a))
-        });
-    }
     // expires_at: the user's own, else the nearest template's.
     let site = match &own.expires_at {
         Some(text) => Some((text, file, ptr.clone(), None)),
@@ -115,10 +82,9 @@ pub(super) fn user(
             .find_map(|(_, _, v)| v.credentials.and_then(|c| c.max_age_days))
     });
     let g = UserGovernance {
-        templates,
+        extends: own.extends.clone().filter(|_| keep_extends),
         expires_at,
         max_secret_age_days,
-        origins,
     };
     (g != UserGovernance::default()).then_some(g)
 }

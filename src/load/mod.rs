@@ -172,8 +172,9 @@ pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
 }
 
 /// Load and validate the config, but do not evaluate its policies (the
-/// policies themselves are still checked): for `roster explain` and the
-/// access report, which show *why* a policy fires.
+/// policies themselves are still checked), and keep which template each user
+/// extends: for `roster explain` and the access report, which show *why* a
+/// policy fires.
 pub fn load_without_policy_check(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
     load_with(paths, false)
 }
@@ -941,7 +942,10 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
     for (name, def) in std::mem::take(&mut raw.users) {
         let Some(u) = def.value else { continue };
         check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
-        if let Some(g) = governance::user(ctx, &raw, def.file, &def.ptr, &u.fields) {
+        // Which template a user extends matters to policies, `explain` and the
+        // report; a plan of a config without policies does not keep it.
+        let keep_extends = ctx.skip_policy_check || !policies.is_empty();
+        if let Some(g) = governance::user(ctx, &raw, def.file, &def.ptr, &u.fields, keep_extends) {
             user_governance.insert(name.clone(), g);
         }
         if !policies.is_empty() {
@@ -1065,6 +1069,11 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         digest,
         policies,
         governance: user_governance,
+        templates: raw
+            .templates
+            .iter()
+            .filter_map(|(n, d)| d.value.clone().map(|t| (n.clone(), t)))
+            .collect(),
     };
     governance::evaluate(ctx, &desired, &policy_sites, &user_sites);
     desired

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccessLevel, Authentication, Policy, Settings, UserClass};
+use super::{AccessLevel, Authentication, Policy, Settings, Template, UserClass};
 
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,27 +156,25 @@ pub struct Desired {
     pub digest: String,
     /// Access policies, in file order.
     pub policies: Vec<Policy>,
-    /// Per user: expiry, secret age limit and which template gave what (users
-    /// with none of these are absent).
+    /// Per user: its template, expiry and secret age limit (users with none
+    /// of these are absent).
     pub governance: BTreeMap<String, UserGovernance>,
+    /// The templates as written (unresolved), to tell which one gave a user what.
+    pub templates: BTreeMap<String, Template>,
 }
 
 /// What governance needs to know about a user beyond its spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserGovernance {
-    /// The `extends` chain, nearest template first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub templates: Vec<String>,
+    /// The template the user extends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
     /// When the user's access ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Expiry>,
     /// The user's (or its template's) `credentials.max_age_days`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_secret_age_days: Option<u32>,
-    /// `role:NAME`, `group:NAME`, `area:NAME` -> the template that gave it
-    /// (absent when the user gives it itself).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub origins: BTreeMap<String, String>,
 }
 
 /// A parsed `expires_at`.

@@ -104,7 +104,7 @@ pub fn explain(desired: &Desired, name: &str, filter: Option<&str>) -> Option<Ex
         user: name.to_string(),
         display_name: user.display_name.clone(),
         active: user.active,
-        templates: gov.templates.clone(),
+        templates: access.chain(name).iter().map(|t| t.to_string()).collect(),
         expires_at: gov.expires_at.clone(),
         holds,
         violations,

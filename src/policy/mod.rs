@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::model::{
-    AccessLevel, AccessMatch, Desired, Policy, RequiredField, UserGovernance, UserSpec,
+    AccessLevel, AccessMatch, Desired, Policy, RequiredField, Template, UserGovernance, UserSpec,
 };
 use crate::plan::access::{AccessIndex, Effective};
 
@@ -204,13 +204,45 @@ impl<'a> Access<'a> {
         self.desired.governance.get(name).unwrap_or(&self.none)
     }
 
+    /// The user's `extends` chain, nearest template first.
+    pub fn chain(&self, name: &str) -> Vec<&'a str> {
+        let mut out: Vec<&'a str> = Vec::new();
+        let mut cur = self
+            .desired
+            .governance
+            .get(name)
+            .and_then(|g| g.extends.as_deref());
+        while let Some(t) = cur {
+            let Some(def) = self.desired.templates.get_key_value(t) else {
+                break;
+            };
+            if out.contains(&def.0.as_str()) {
+                break;
+            }
+            out.push(def.0.as_str());
+            cur = def.1.extends.as_deref();
+        }
+        out
+    }
+
+    /// The nearest template of `chain` for which `gives` holds: where a
+    /// user's role, group or set right came from (`None`: the user itself).
+    fn origin(&self, chain: &[&str], gives: impl Fn(&Template) -> bool) -> Option<String> {
+        chain
+            .iter()
+            .find(|t| self.desired.templates.get(**t).is_some_and(&gives))
+            .map(|t| t.to_string())
+    }
+
     /// The source of a role grant `via` other than `own` (`group.NAME`, `role_assignment.ID`).
-    fn source(&self, gov: &UserGovernance, via: &str) -> Source {
+    fn source(&self, chain: &[&str], via: &str) -> Source {
         if let Some(g) = via.strip_prefix("group.") {
             let spec = self.desired.groups.get(g);
             return Source::Group {
                 name: g.to_string(),
-                template: gov.origins.get(&format!("group:{g}")).cloned(),
+                template: self.origin(chain, |t| {
+                    t.groups.as_ref().is_some_and(|l| l.iter().any(|x| x == g))
+                }),
                 companies: spec
                     .map(|s| s.companies.iter().cloned().collect())
                     .unwrap_or_default(),
@@ -240,19 +272,24 @@ impl<'a> Access<'a> {
     }
 
     fn holdings_of(&self, name: &str, eff: &Effective) -> UserHoldings {
-        let gov = self.governance(name);
+        let chain = self.chain(name);
         let mut out = UserHoldings::default();
         for (role, vias) in &eff.roles {
             let mut paths: Vec<Path> = vias
                 .iter()
                 .map(|via| {
                     let source = if via == "own" {
-                        match gov.origins.get(&format!("role:{role}")) {
-                            Some(t) => Source::Template { name: t.clone() },
+                        let from = self.origin(&chain, |t| {
+                            t.roles
+                                .as_ref()
+                                .is_some_and(|l| l.iter().any(|x| x == role))
+                        });
+                        match from {
+                            Some(name) => Source::Template { name },
                             None => Source::Own,
                         }
                     } else {
-                        self.source(gov, via)
+                        self.source(&chain, via)
                     };
                     Path {
                         role: Some(role.clone()),
@@ -282,8 +319,15 @@ impl<'a> Access<'a> {
             if *level == AccessLevel::None {
                 continue;
             }
-            let source = match gov.origins.get(&format!("area:{area}")) {
-                Some(t) => Source::Template { name: t.clone() },
+            // The nearest template with this area at this level; the user's
+            // own level wins in the merge, so a different level is its own.
+            let from = self.origin(&chain, |t| {
+                t.set_rights
+                    .as_ref()
+                    .is_some_and(|m| m.get(area) == Some(level))
+            });
+            let source = match from {
+                Some(name) => Source::Template { name },
                 None => Source::Own,
             };
             out.items.push(Held {
@@ -405,7 +449,7 @@ fn selected(
     policy: &Policy,
     name: &str,
     user: &UserSpec,
-    gov: &UserGovernance,
+    chain: &[&str],
     h: &UserHoldings,
 ) -> bool {
     let when = policy.when.as_ref();
@@ -421,7 +465,7 @@ fn selected(
         if !w.groups.is_empty() && !w.groups.iter().any(|g| user.groups.contains(g)) {
             return false;
         }
-        if !w.templates.is_empty() && !w.templates.iter().any(|t| gov.templates.contains(t)) {
+        if !w.templates.is_empty() && !w.templates.iter().any(|t| chain.contains(&t.as_str())) {
             return false;
         }
         if w.class.is_some_and(|c| c != user.class) {
@@ -453,7 +497,7 @@ pub fn check(desired: &Desired) -> Vec<Violation> {
         let mut holders = Vec::new();
         for (name, h) in &holdings {
             let user = &desired.users[*name];
-            if !selected(policy, name, user, access.governance(name), h) {
+            if !selected(policy, name, user, &access.chain(name), h) {
                 continue;
             }
             let quoted = &policy.name;
