@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # roster's test command: prepares what the tests need on a fresh machine
-# (Debian's etcd-server and age, a virtualenv with scim2-server 0.8.3), then
+# (Debian's etcd-server, age and chromium, a virtualenv with scim2-server 0.8.3), then
 # runs the whole test suite. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 command -v age >/dev/null 2>&1 || need_apt+=(age)
+# The access report's HTML is tested in a real headless browser.
+[ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "roster tests need: ${need_apt[*]} (run: sudo apt-get install -y ${need_apt[*]})" >&2

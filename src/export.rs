@@ -62,8 +62,10 @@ pub fn to_config(snapshot: &Snapshot) -> ConfigFile {
                     password: Some(u.credentials.password),
                     token: Some(u.credentials.token),
                     rotation: Some(u.credentials.rotation),
+                    max_age_days: None,
                 }),
                 protected: u.protected.then_some(true),
+                expires_at: None,
             };
             let user = User {
                 display_name: u.display_name.clone(),
@@ -102,6 +104,7 @@ pub fn to_config(snapshot: &Snapshot) -> ConfigFile {
         groups,
         users,
         role_assignments,
+        policies: Vec::new(),
     }
 }
 

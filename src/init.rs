@@ -45,15 +45,18 @@ impl Shape {
                     "role-assignments.yaml",
                     include_str!("init/avanti/role-assignments.yaml"),
                 ),
+                ("policies.yaml", include_str!("init/avanti/policies.yaml")),
             ],
             Shape::IrisHr => &[
                 ("settings.yaml", include_str!("init/iris-hr/settings.yaml")),
                 ("users.yaml", include_str!("init/iris-hr/users.yaml")),
+                ("policies.yaml", include_str!("init/iris-hr/policies.yaml")),
             ],
             Shape::Avaamo => &[
                 ("roles.yaml", include_str!("init/avaamo/roles.yaml")),
                 ("groups.yaml", include_str!("init/avaamo/groups.yaml")),
                 ("users.yaml", include_str!("init/avaamo/users.yaml")),
+                ("policies.yaml", include_str!("init/avaamo/policies.yaml")),
             ],
         }
     }

@@ -18,6 +18,8 @@ mod cli;
 use cli::{copy_example, roster};
 
 const EXAMPLES: [&str; 3] = ["avanti", "iris-hr", "avaamo"];
+/// The moment the golden plans are made for (plans record it).
+const NOW: &str = "2026-01-15T09:00:00Z";
 const FORMATS: [(&str, &str); 3] = [("text", "txt"), ("markdown", "md"), ("json", "json")];
 
 /// The plan output with the store's random lineage replaced.
@@ -95,7 +97,10 @@ fn example_plans_match_their_golden_files() {
         let dir = tempfile::tempdir().unwrap();
         copy_example(example, &dir.path().join("config"));
         for (format, ext) in FORMATS {
-            let out = roster(dir.path(), &["plan", "config", "--format", format]);
+            let out = roster(
+                dir.path(),
+                &["plan", "config", "--format", format, "--now", NOW],
+            );
             assert!(
                 out.status.success(),
                 "{example} {format}: {}",
@@ -124,7 +129,10 @@ fn example_plans_match_their_golden_files() {
         fs::write(dir.path().join("config/zz-new-user.yaml"), NEW_USER).unwrap();
         let lineage = state["lineage"].as_str().map(str::to_string);
         for (format, ext) in FORMATS {
-            let out = roster(dir.path(), &["plan", "config", "--format", format]);
+            let out = roster(
+                dir.path(),
+                &["plan", "config", "--format", format, "--now", NOW],
+            );
             assert!(
                 out.status.success(),
                 "{example} {format}: {}",

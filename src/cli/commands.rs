@@ -29,6 +29,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Show(args) => show(&args),
         Command::Export(args) => export(&args),
         Command::History(args) => history(&args),
+        Command::Explain(args) => super::governance::explain_cmd(&args),
+        Command::Report(args) => super::governance::report_cmd(&args),
         Command::Schema => schema(),
         Command::Init(args) => init(&args),
         Command::Completions(args) => completions(&args),
@@ -79,19 +81,22 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
         }
         (Err(d), ValidateFormat::Json) => writeln!(out, "{}", d.render_json())?,
-        (Ok(desired), ValidateFormat::Text) => writeln!(
-            out,
-            "valid: {} users, {} groups, {} roles, {} role assignments",
-            desired.users.len(),
-            desired.groups.len(),
-            desired.roles.len(),
-            desired.assignments.len()
-        )?,
+        (Ok(desired), ValidateFormat::Text) => {
+            super::governance::warn_expired(desired, super::now_or_clock(args.now), false);
+            writeln!(
+                out,
+                "valid: {} users, {} groups, {} roles, {} role assignments",
+                desired.users.len(),
+                desired.groups.len(),
+                desired.roles.len(),
+                desired.assignments.len()
+            )?
+        }
         (Err(d), ValidateFormat::Text) => {
             drop(out);
             eprint!("{}", d.render_text(diag::stderr_color()));
         }
-        (Ok(_), ValidateFormat::Github) => {
+        (Ok(desired), ValidateFormat::Github) => {
             for w in &warnings {
                 writeln!(
                     out,
@@ -101,6 +106,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
                     gh_data(&w.message)
                 )?;
             }
+            super::governance::warn_expired(desired, super::now_or_clock(args.now), true)
         }
         (Err(d), ValidateFormat::Github) => out.write_all(github_annotations(d).as_bytes())?,
         (Ok(_), ValidateFormat::Gitlab) => writeln!(out, "[]")?,
@@ -257,7 +263,7 @@ fn schema() -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn StateStore>> {
+pub(super) fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn StateStore>> {
     let options = OpenOptions {
         allow_insecure_http: args.allow_insecure_http,
         ca_file: args.ca_file.clone(),
@@ -294,11 +300,17 @@ fn make_plan(
     store: &Arc<dyn StateStore>,
     allow_mass_removal: bool,
     adopt: &[String],
+    now: i64,
 ) -> anyhow::Result<Plan> {
     let snapshot = store
         .read()
         .with_context(|| format!("reading {}", store.info().location))?;
-    let mut plan = plan::plan(&desired, &snapshot, PlanOptions { allow_mass_removal })?;
+    let mut plan = crate::policy::schedule::plan_at(
+        &desired,
+        &snapshot,
+        PlanOptions { allow_mass_removal },
+        now,
+    )?;
     plan.store = Some(store.info());
     check_adoption(&plan, adopt)?;
     // The plan owns what it needs. The desired state and the snapshot are
@@ -406,11 +418,12 @@ fn render_plan(plan: &Plan, format: PlanFormat) -> String {
 }
 
 fn plan_cmd(args: &PlanArgs, quiet: bool) -> anyhow::Result<Exit> {
+    let now = super::now_or_clock(args.now);
     let Some(desired) = load_or_report(&args.paths, args.allow_empty) else {
         return Ok(Exit::Failure);
     };
     let store = open_store(&args.store)?;
-    let plan = make_plan(desired, &store, args.allow_mass_removal, &args.adopt)?;
+    let plan = make_plan(desired, &store, args.allow_mass_removal, &args.adopt, now)?;
     warn_protected(&plan, quiet);
     let saved_digest = match &args.out {
         Some(out) => {
@@ -688,7 +701,11 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         },
     };
     let store = open_store(&args.store)?;
-    let now = now_rfc3339();
+    // `--now` stands for the clock everywhere in this apply (plan, timestamps).
+    let now = args
+        .now
+        .map(crate::policy::time::format)
+        .unwrap_or_else(now_rfc3339);
     let owner = LockOwner {
         pid: std::process::id(),
         host: host(),
@@ -728,7 +745,8 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             plan
         }
         Source::Config(desired) => {
-            make_plan(*desired, &store, args.allow_mass_removal, &args.adopt)?
+            let now = super::now_or_clock(args.now);
+            make_plan(*desired, &store, args.allow_mass_removal, &args.adopt, now)?
         }
     };
     warn_protected(&plan, quiet);

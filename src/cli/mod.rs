@@ -3,12 +3,16 @@
 //! are decided in one place ([`Exit`]).
 
 mod commands;
+mod governance;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use commands::run;
+pub use governance::{
+    AccessReportArgs, ExplainArgs, ExplainFormat, ReportArgs, ReportFormat, ReportKind,
+};
 
 /// `roster --version`: the version, the git commit and the build date (from build.rs).
 pub const VERSION: &str = concat!(
@@ -88,6 +92,10 @@ pub enum Command {
     Export(ExportArgs),
     /// List the store's audit trail: who applied what, when.
     History(HistoryArgs),
+    /// Show every permission and set right a user holds, and the chain that gives it.
+    Explain(ExplainArgs),
+    /// Write a review report (`report access`: who holds what, for auditors).
+    Report(ReportArgs),
     /// Print the JSON Schema of config files.
     Schema,
     /// Scaffold a starter config (schema, .gitignore, CI workflow) in a directory.
@@ -181,6 +189,19 @@ pub struct PlanArgs {
     /// an error: roster never modifies a resource it does not manage unless asked.
     #[arg(long, value_name = "NAME")]
     pub adopt: Vec<String>,
+    /// Plan as of this moment (RFC 3339 date or date-time) instead of the clock: expiry and secret age.
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<i64>,
+}
+
+/// Parse `--now`.
+pub fn parse_now(s: &str) -> Result<i64, String> {
+    crate::policy::schedule::parse_now(s)
+}
+
+/// `--now`, or the clock, read once.
+pub(crate) fn now_or_clock(now: Option<i64>) -> i64 {
+    now.unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp())
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +227,9 @@ pub struct ApplyArgs {
     /// Allow deactivating or deleting more than `max_removal_fraction` of the managed users.
     #[arg(long)]
     pub allow_mass_removal: bool,
+    /// Plan as of this moment (RFC 3339 date or date-time) instead of the clock: expiry and secret age.
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<i64>,
     /// Write generated secrets to this new file (mode 0600; never overwritten).
     #[arg(long, value_name = "FILE")]
     pub secrets_out: Option<PathBuf>,
@@ -286,6 +310,9 @@ pub struct ValidateArgs {
     /// removes every managed resource). Without it that is an error.
     #[arg(long)]
     pub allow_empty: bool,
+    /// Warn about `expires_at` dates before this moment (RFC 3339) instead of the clock.
+    #[arg(long, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<i64>,
 }
 
 /// How a command ended; mapped to the process exit status in `main`.

@@ -9,6 +9,7 @@
 //! report. No writes, no network.
 
 pub mod diag;
+mod governance;
 pub mod schema;
 pub mod warnings;
 pub mod yaml;
@@ -24,7 +25,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    AssignmentSpec, Authentication, CredentialSpec, Desired, Group, GroupSpec, Role,
+    AssignmentSpec, Authentication, CredentialSpec, Desired, Group, GroupSpec, Policy, Role,
     RoleAssignment, RoleSpec, Settings, Subject, Template, User, UserSpec,
 };
 pub use diag::{Diagnostic, Diagnostics, Related};
@@ -60,6 +61,7 @@ struct Ctx {
     sources: Vec<Source>,
     pending: Vec<Pending>,
     unlocated: Vec<Diagnostic>,
+    skip_policy_check: bool,
 }
 
 impl Ctx {
@@ -167,11 +169,27 @@ struct Raw {
     groups: BTreeMap<String, Def<Group>>,
     users: BTreeMap<String, Def<User>>,
     assignments: Vec<Def<RoleAssignment>>,
+    policies: Vec<Def<Policy>>,
 }
 
 /// Load and validate the config at `paths` (files and/or directories).
 pub fn load(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
-    let mut ctx = Ctx::default();
+    load_with(paths, true)
+}
+
+/// Load and validate the config, but do not evaluate its policies (the
+/// policies themselves are still checked), and keep which template each user
+/// extends: for `roster explain` and the access report, which show *why* a
+/// policy fires.
+pub fn load_without_policy_check(paths: &[PathBuf]) -> Result<Desired, Diagnostics> {
+    load_with(paths, false)
+}
+
+fn load_with(paths: &[PathBuf], evaluate_policies: bool) -> Result<Desired, Diagnostics> {
+    let mut ctx = Ctx {
+        skip_policy_check: !evaluate_policies,
+        ..Ctx::default()
+    };
     let files = collect_files(paths, &mut ctx);
     let mut hasher = Sha256::new();
     let mut raw = Raw::default();
@@ -625,6 +643,26 @@ fn collect_entries(
                     }
                 }
             }
+            "policies" => {
+                if let Value::Array(items) = v {
+                    for (i, item) in items.into_iter().enumerate() {
+                        let p = ptr!["policies", i];
+                        // A policy that failed the schema is not evaluated
+                        // at all: half a rule would judge wrongly.
+                        let value = if fixes_under(fixes, &p).next().is_some() {
+                            None
+                        } else {
+                            typed::<Policy>(item, idx, &p, || format!("policy #{}", i + 1), ctx)
+                        };
+                        raw.policies.push(Def {
+                            file: idx,
+                            ptr: p,
+                            value,
+                            dropped: BTreeSet::new(),
+                        });
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -797,6 +835,7 @@ fn merge(base: &Template, over: Template) -> Template {
             password: o.password.or(b.password),
             token: o.token.or(b.token),
             rotation: o.rotation.or(b.rotation),
+            max_age_days: o.max_age_days.or(b.max_age_days),
         }),
     };
     Template {
@@ -812,6 +851,7 @@ fn merge(base: &Template, over: Template) -> Template {
         set_rights,
         credentials,
         protected: over.protected.or(base.protected),
+        expires_at: over.expires_at.or_else(|| base.expires_at.clone()),
     }
 }
 
@@ -1129,12 +1169,32 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
     let mut all_known = true;
     let none = BTreeSet::new();
     let everything = BTreeSet::from(["*".to_string()]);
+    let (policies, policy_sites) = governance::policies(ctx, &raw);
+    governance::templates(ctx, &raw);
+    let mut user_sites: BTreeMap<String, (usize, Ptr)> = BTreeMap::new();
+    let mut user_governance = BTreeMap::new();
     for (name, def) in std::mem::take(&mut raw.users) {
         let Some(u) = def.value else {
             all_known = false;
             continue;
         };
         check_fields(ctx, def.file, &def.ptr, &u.fields, &raw);
+        // Which template a user extends matters to policies, `explain` and the
+        // report; a plan of a config without policies does not keep it.
+        let keep_extends = ctx.skip_policy_check || !policies.is_empty();
+        if let Some(g) = governance::user(ctx, &raw, def.file, &def.ptr, &u.fields, keep_extends) {
+            user_governance.insert(name.clone(), g);
+        }
+        // Policies judge a user only when all of it could be read: a part that
+        // failed the schema could hold or lack the access a rule is about.
+        let fully_read = def.dropped.is_empty()
+            && match u.fields.extends.as_deref() {
+                None => true,
+                Some(t) => templates.contains_key(t) && partial.get(t).is_none_or(|p| p.is_empty()),
+            };
+        if !policies.is_empty() && fully_read {
+            user_sites.insert(name.clone(), (def.file, def.ptr.clone()));
+        }
         // The template the user extends, and what of it is not known.
         let (base, inherited) = match u.fields.extends.as_deref() {
             None if def.dropped.contains("extends") => (Some(&no_template), &everything),
@@ -1271,7 +1331,7 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         }
     }
 
-    Desired {
+    let desired = Desired {
         settings,
         roles,
         groups,
@@ -1280,7 +1340,16 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
         renames,
         digest,
         files: 0,
-    }
+        policies,
+        governance: user_governance,
+        templates: raw
+            .templates
+            .iter()
+            .filter_map(|(n, d)| d.value.clone().map(|t| (n.clone(), t)))
+            .collect(),
+    };
+    governance::evaluate(ctx, &desired, &policy_sites, &user_sites);
+    desired
 }
 
 /// The diagnostic for paths under which no config file was found: a run in

@@ -4,6 +4,7 @@
 //! The serde + schemars types here are the contract: `schemas/roster.schema.json`
 //! is generated from them. This module does no I/O.
 
+pub mod policy;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use policy::*;
 pub use spec::*;
 
 /// The pattern every name (a key of `roles`, `groups`, `users`, `templates`) follows.
@@ -68,6 +70,9 @@ pub struct ConfigFile {
     /// Roles granted to one user or one group, optionally limited to a scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub role_assignments: Vec<RoleAssignment>,
+    /// Access policies checked on every user's effective access at validate and plan time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<Policy>,
 }
 
 /// Config-wide settings.
@@ -95,6 +100,18 @@ pub struct Settings {
     /// argon2id cost parameters for stored secret hashes.
     #[serde(default)]
     pub argon2: Argon2Params,
+    /// Plans list users whose `expires_at` and secrets whose age limit fall within this many days (default 14).
+    #[serde(default = "default_expiry_warning_days")]
+    #[schemars(range(min = 0, max = 3650))]
+    pub expiry_warning_days: u32,
+    /// Secrets older than this many days (from when they were generated) are rotated by the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub max_secret_age_days: Option<u32>,
+}
+
+fn default_expiry_warning_days() -> u32 {
+    14
 }
 
 impl Default for Settings {
@@ -106,6 +123,8 @@ impl Default for Settings {
             password: PasswordPolicy::default(),
             token: TokenPolicy::default(),
             argon2: Argon2Params::default(),
+            expiry_warning_days: default_expiry_warning_days(),
+            max_secret_age_days: None,
         }
     }
 }
@@ -352,6 +371,10 @@ pub struct Credentials {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub rotation: Option<u32>,
+    /// Rotate secrets older than this many days (overrides `settings.max_secret_age_days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub max_age_days: Option<u32>,
 }
 
 /// The fields a user and a template share (everything but identity).
@@ -393,6 +416,13 @@ pub struct Template {
     /// A protected user is never deactivated or deleted, even when removed from the files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<bool>,
+    /// When the access ends (RFC 3339 date `2026-06-30` or date-time `2026-06-30T17:00:00Z`):
+    /// from then on plans deactivate the user and revoke its secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?$"
+    ))]
+    pub expires_at: Option<String>,
 }
 
 /// An API user (service account).
@@ -446,6 +476,7 @@ impl<'de> Deserialize<'de> for User {
             set_rights: Option<BTreeMap<String, AccessLevel>>,
             credentials: Option<Credentials>,
             protected: Option<bool>,
+            expires_at: Option<String>,
         }
         let f = Flat::deserialize(d)?;
         Ok(User {
@@ -465,6 +496,7 @@ impl<'de> Deserialize<'de> for User {
                 set_rights: f.set_rights,
                 credentials: f.credentials,
                 protected: f.protected,
+                expires_at: f.expires_at,
             },
         })
     }
@@ -540,8 +572,10 @@ mod tests {
                     password: Some(true),
                     token: Some(false),
                     rotation: Some(3),
+                    max_age_days: Some(90),
                 }),
                 protected: Some(true),
+                expires_at: Some("2026-06-30".into()),
             },
         };
         let json = serde_json::to_value(&user).expect("serialize");

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccessLevel, Authentication, Settings, UserClass};
+use super::{AccessLevel, Authentication, Policy, Settings, Template, UserClass};
 
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,4 +156,39 @@ pub struct Desired {
     pub digest: String,
     /// How many config files were read (0: none was found under the paths).
     pub files: usize,
+    /// Access policies, in file order.
+    pub policies: Vec<Policy>,
+    /// Per user: its template, expiry and secret age limit (users with none
+    /// of these are absent).
+    pub governance: BTreeMap<String, UserGovernance>,
+    /// The templates as written (unresolved), to tell which one gave a user what.
+    pub templates: BTreeMap<String, Template>,
+}
+
+/// What governance needs to know about a user beyond its spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserGovernance {
+    /// The template the user extends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// When the user's access ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Expiry>,
+    /// The user's (or its template's) `credentials.max_age_days`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_secret_age_days: Option<u32>,
+}
+
+/// A parsed `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    /// As written.
+    pub text: String,
+    /// The moment, in seconds since the Unix epoch (a date alone means 00:00 UTC).
+    pub unix: i64,
+    /// Where it is written: `file:line:column`.
+    pub location: String,
+    /// The template it comes from, when not the user itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }

@@ -62,11 +62,34 @@ struct World<'a> {
     by_subject: BTreeMap<&'a Subject, Vec<&'a AssignmentSpec>>,
 }
 
-#[derive(Default, PartialEq)]
-struct Effective {
-    roles: BTreeMap<String, BTreeSet<String>>,
-    permissions: BTreeSet<String>,
-    rights: BTreeMap<String, AccessLevel>,
+/// A user's effective access: each role with where it comes from (`own`,
+/// `group.NAME`, `role_assignment.ID`), the permissions of those roles and
+/// the set rights. Empty for an inactive user.
+#[derive(Debug, Default, PartialEq)]
+pub struct Effective {
+    pub roles: BTreeMap<String, BTreeSet<String>>,
+    pub permissions: BTreeSet<String>,
+    pub rights: BTreeMap<String, AccessLevel>,
+}
+
+/// Effective access of the desired state's users, for governance (policies,
+/// `explain`, the access report): the same computation the plan's access
+/// changes use.
+pub struct AccessIndex<'a>(World<'a>);
+
+impl<'a> AccessIndex<'a> {
+    pub fn new(desired: &'a Desired) -> Self {
+        AccessIndex(World::new(
+            desired.roles.iter(),
+            desired.groups.iter(),
+            desired.assignments.values(),
+        ))
+    }
+
+    /// The effective access of user `name` (empty when it is inactive).
+    pub fn of(&self, name: &str, user: &UserSpec) -> Effective {
+        self.0.effective(name, Some(user))
+    }
 }
 
 impl<'a> World<'a> {

@@ -87,6 +87,28 @@ pub struct Step {
     /// The resource was not managed by roster until now (adoption).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+    /// Why a step the config does not ask for directly happens (expiry, secret age).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// Why a step happens beyond the config's fields (see `crate::policy::schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The user's `expires_at` has come.
+    Expired,
+    /// The user's secrets are older than their age limit.
+    Age,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Expired => "expired",
+            Reason::Age => "age",
+        }
+    }
 }
 
 /// A managed resource whose stored values differ from what roster last wrote.
@@ -155,6 +177,10 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected: Vec<String>,
     pub secret_policy: SecretPolicy,
+    /// The moment the plan was made for, and the expiries and secret ages
+    /// coming within the warning window (see `crate::policy::schedule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::policy::schedule::PlanSchedule>,
 }
 
 impl Plan {
@@ -282,6 +308,7 @@ impl Builder<'_> {
                     renamed_from: None,
                     target: target(spec),
                     adopt: false,
+                    reason: None,
                 }),
                 Some(r) => {
                     if &r.spec != spec || !r.managed {
@@ -297,6 +324,7 @@ impl Builder<'_> {
                             renamed_from: None,
                             target: target(spec),
                             adopt: !r.managed,
+                            reason: None,
                         });
                     }
                 }
@@ -322,6 +350,7 @@ impl Builder<'_> {
                 renamed_from: None,
                 target: None,
                 adopt: false,
+                reason: None,
             });
         }
     }
@@ -392,6 +421,7 @@ impl Builder<'_> {
                             revoke: vec![],
                             renamed_from: None,
                             target: target(&after),
+                            reason: None,
                             adopt: false,
                         });
                     }
@@ -414,6 +444,7 @@ impl Builder<'_> {
                         renamed_from: None,
                         target: None,
                         adopt: false,
+                        reason: None,
                     }
                 } else {
                     let mut after = r.spec.clone();
@@ -430,6 +461,7 @@ impl Builder<'_> {
                         renamed_from: None,
                         target: target(&after),
                         adopt: false,
+                        reason: None,
                     }
                 };
                 self.removals.push(step);
@@ -455,6 +487,7 @@ impl Builder<'_> {
                     renamed_from: None,
                     target: target(spec),
                     adopt: false,
+                    reason: None,
                 });
                 continue;
             };
@@ -547,6 +580,7 @@ impl Builder<'_> {
                 renamed_from,
                 target: target(spec),
                 adopt: !r.managed,
+                reason: None,
             });
         }
         removed
@@ -677,6 +711,7 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
             token: desired.settings.token.clone(),
             argon2: desired.settings.argon2,
         },
+        schedule: None,
     })
 }
 

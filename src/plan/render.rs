@@ -120,6 +120,9 @@ fn step_header(s: &Step) -> String {
     if s.adopt {
         extra.push("adopt".into());
     }
+    if let Some(r) = s.reason {
+        extra.push(format!("reason: {}", r.as_str()));
+    }
     if let Some(old) = &s.renamed_from {
         extra.push(format!("renamed from {old}"));
     }
@@ -317,6 +320,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
             parts.join(", ")
         );
     }
+    out.push_str(&crate::policy::schedule::text(plan));
     let _ = writeln!(out, "{}", p.paint("1", &summary_line(plan)));
     out
 }
@@ -367,6 +371,7 @@ pub fn markdown(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&crate::policy::schedule::markdown(plan));
     if !plan.drift.is_empty() {
         let _ = writeln!(
             out,
