@@ -578,3 +578,65 @@ fn template_provenance_is_kept_only_where_it_is_used() {
     let codes: Vec<&str> = err.items.iter().map(|i| i.code).collect();
     assert_eq!(codes, ["policy.e", "policy.e"]);
 }
+
+/// An expired user that is `protected` is left active (protected resources
+/// are never deactivated), and every plan and validate says so instead of
+/// the expiry passing silently; validate's JSON carries the warning.
+#[test]
+fn an_expired_protected_user_is_left_active_and_said_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::write(
+        d.join("c.yaml"),
+        "users:\n  break-glass:\n    display_name: Break glass\n    protected: true\n    expires_at: 2026-01-31\n  lms:\n    display_name: LMS\n",
+    )
+    .expect("write");
+    let store = ["--store", "file:state.json"];
+    let apply = roster(
+        d,
+        &[
+            &["apply", "c.yaml", "--now", "2026-01-10", "--yes"][..],
+            &store[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code(&apply), 0, "{}", stderr(&apply));
+    let plan = roster(
+        d,
+        &[&["plan", "c.yaml", "--now", "2026-02-20"][..], &store[..]].concat(),
+    );
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+    assert!(
+        stdout(&plan).contains(
+            "Protected, left as they are (the config would deactivate or remove them): user.break-glass"
+        ),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stderr(&plan).contains("warning: protected, left as it is: user.break-glass"),
+        "{}",
+        stderr(&plan)
+    );
+    let out = roster(
+        d,
+        &[
+            "validate",
+            "c.yaml",
+            "--now",
+            "2026-02-20",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["warnings"][0]["code"], "user.expired", "{v}");
+    assert_eq!(v["warnings"][0]["location"], "c.yaml:5:17", "{v}");
+    assert!(
+        v["warnings"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("it is protected")),
+        "{v}"
+    );
+}

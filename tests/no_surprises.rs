@@ -107,6 +107,29 @@ fn quiet_apply_prints_nothing_but_errors() {
     assert!(stderr(&out).contains("Apply complete"), "{}", stderr(&out));
 }
 
+/// Regression: under `-q` an apply that generates secrets still said where
+/// it wrote them ("Wrote 1 new secret(s) to …"); `-q` is errors only.
+#[test]
+fn quiet_apply_with_secrets_prints_nothing_but_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "config/a.yaml",
+        &format!("{CONFIG}    credentials: {{ password: true }}\n"),
+    );
+    let out = roster(
+        dir.path(),
+        &["-q", "apply", "config", "--yes", "--secrets-out", "s.json"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stderr(&out), "", "-q must print errors only");
+    assert_eq!(stdout(&out), "", "-q must print errors only");
+    assert!(
+        dir.path().join("s.json").is_file(),
+        "the secrets were written"
+    );
+}
+
 /// Regression: `validate --format github` with the default path `.` emitted
 /// `file=./a.yaml`, so the annotations did not land on the changed line.
 #[test]
@@ -258,10 +281,26 @@ fn protected_resources_are_kept_and_everything_else_is_planned() {
     let out = roster(dir.path(), &["plan", "config"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("user.lms"), "{}", stdout(&out));
+    // No step for it; the plan itself says it is kept (a PR comment shows it).
     assert!(
-        !stdout(&out).contains("user.break-glass"),
+        !stdout(&out).contains("- user.break-glass"),
         "{}",
         stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains(
+            "Protected, left as they are (the config would deactivate or remove them): user.break-glass"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let md = roster(dir.path(), &["plan", "config", "--format", "markdown"]);
+    assert!(
+        stdout(&md).contains(
+            "> Protected, left as they are (the config would deactivate or remove them): `user.break-glass`"
+        ),
+        "{}",
+        stdout(&md)
     );
     let err = stderr(&out);
     assert!(

@@ -69,7 +69,7 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
         other => other,
     };
     let warnings = match &result {
-        Ok(desired) => load::warnings::check(desired),
+        Ok(desired) => load::warnings::check(desired, super::now_or_clock(args.now)),
         Err(_) => Vec::new(),
     };
     let mut out = std::io::stdout().lock();
@@ -81,32 +81,38 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
             writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?
         }
         (Err(d), ValidateFormat::Json) => writeln!(out, "{}", d.render_json())?,
-        (Ok(desired), ValidateFormat::Text) => {
-            super::governance::warn_expired(desired, super::now_or_clock(args.now), false);
-            writeln!(
-                out,
-                "valid: {} users, {} groups, {} roles, {} role assignments",
-                desired.users.len(),
-                desired.groups.len(),
-                desired.roles.len(),
-                desired.assignments.len()
-            )?
-        }
+        (Ok(desired), ValidateFormat::Text) => writeln!(
+            out,
+            "valid: {} users, {} groups, {} roles, {} role assignments",
+            desired.users.len(),
+            desired.groups.len(),
+            desired.roles.len(),
+            desired.assignments.len()
+        )?,
         (Err(d), ValidateFormat::Text) => {
             drop(out);
             eprint!("{}", d.render_text(diag::stderr_color()));
         }
-        (Ok(desired), ValidateFormat::Github) => {
+        (Ok(_), ValidateFormat::Github) => {
             for w in &warnings {
+                let at = match w.place() {
+                    Some((file, line, col)) => format!(
+                        "file={},line={line},col={col},",
+                        gh_property(repo_path(file))
+                    ),
+                    None => String::new(),
+                };
+                let subject = match &w.location {
+                    Some(_) => String::new(),
+                    None => format!("{}: ", w.field),
+                };
                 writeln!(
                     out,
-                    "::warning title={}::{}: {}",
+                    "::warning {at}title={}::{subject}{}",
                     gh_property(&format!("roster {}", w.code)),
-                    w.field,
                     gh_data(&w.message)
                 )?;
             }
-            super::governance::warn_expired(desired, super::now_or_clock(args.now), true)
         }
         (Err(d), ValidateFormat::Github) => out.write_all(github_annotations(d).as_bytes())?,
         (Ok(_), ValidateFormat::Gitlab) => writeln!(out, "[]")?,
@@ -114,7 +120,10 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<Exit> {
     }
     if matches!(args.format, ValidateFormat::Text | ValidateFormat::Gitlab) {
         for w in &warnings {
-            eprintln!("warning[{}]: {}: {}", w.code, w.field, w.message);
+            match &w.location {
+                Some(at) => eprintln!("{at}: warning[{}]: {}", w.code, w.message),
+                None => eprintln!("warning[{}]: {}: {}", w.code, w.field, w.message),
+            }
         }
     }
     Ok(if result.is_ok() {
@@ -635,7 +644,9 @@ fn ci_detected() -> Option<String> {
     })
 }
 
-fn emit(sink: &Sink, secrets: &[EmittedSecret]) -> Result<(), String> {
+/// Write the secrets to their sink; `quiet` (`-q`: errors only) leaves out
+/// the line that says where they went.
+fn emit(sink: &Sink, secrets: &[EmittedSecret], quiet: bool) -> Result<(), String> {
     match sink {
         Sink::File {
             path,
@@ -649,11 +660,13 @@ fn emit(sink: &Sink, secrets: &[EmittedSecret]) -> Result<(), String> {
                 secret::encrypt_armored(text.as_bytes(), recipients).map_err(|e| e.to_string())?
             };
             secret::write_secrets_file(path, bytes.as_bytes()).map_err(|e| e.to_string())?;
-            eprintln!(
-                "Wrote {} new secret(s) to {} (mode 0600).",
-                secrets.len(),
-                path.display()
-            );
+            if !quiet {
+                eprintln!(
+                    "Wrote {} new secret(s) to {} (mode 0600).",
+                    secrets.len(),
+                    path.display()
+                );
+            }
             Ok(())
         }
         Sink::Armored { recipients, format } => {
@@ -777,8 +790,11 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         None
     };
     // The plan is shown before the prompt (and with --yes, for the log),
-    // a saved plan included: what is confirmed is what is applied.
-    if matches!(sink, Some(Sink::Armored { .. })) {
+    // a saved plan included: what is confirmed is what is applied. `-q` with
+    // `--yes` asked for errors only: no prompt, so no plan.
+    if quiet && args.yes {
+        drop(out);
+    } else if matches!(sink, Some(Sink::Armored { .. })) {
         // stdout carries the armored secrets alone.
         drop(out);
         eprint!("{}", render::text(&plan, diag::stderr_color()));
@@ -817,7 +833,7 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         audit: Some(audit),
     };
     let mut emitter = |secrets: &[EmittedSecret]| match &sink {
-        Some(s) => emit(s, secrets),
+        Some(s) => emit(s, secrets, quiet),
         None => Err("no destination for secrets".to_string()),
     };
     // Only now (after the confirmation prompt): SIGINT/SIGTERM stop the apply

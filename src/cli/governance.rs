@@ -65,41 +65,6 @@ pub fn explain_cmd(args: &ExplainArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Warn (on stderr; as `::warning` workflow commands on stdout with
-/// `github`) about users whose `expires_at` is already past at `now`.
-pub fn warn_expired(desired: &crate::model::Desired, now: i64, github: bool) {
-    for (name, g) in &desired.governance {
-        let Some(e) = g.expires_at.as_ref().filter(|e| e.unix <= now) else {
-            continue;
-        };
-        let active = desired.users.get(name).is_some_and(|u| u.active);
-        let message = format!(
-            "user {name}: expires_at {} is in the past{}",
-            e.text,
-            if active {
-                "; the next plan deactivates it and revokes its secrets"
-            } else {
-                ""
-            }
-        );
-        if github {
-            let mut parts = e.location.rsplitn(3, ':');
-            let (col, line, file) = (parts.next(), parts.next(), parts.next());
-            if let (Some(file), Some(line), Some(col)) = (file, line, col) {
-                println!(
-                    "::warning file={file},line={line},col={col},title=roster user.expired::{}",
-                    message
-                        .replace('%', "%25")
-                        .replace('\r', "%0D")
-                        .replace('\n', "%0A")
-                );
-            }
-        } else {
-            eprintln!("{}: warning[user.expired]: {message}", e.location);
-        }
-    }
-}
-
 /// Output formats for the access report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {

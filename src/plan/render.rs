@@ -308,6 +308,14 @@ pub fn text(plan: &Plan, color: bool) -> String {
         }
         out.push('\n');
     }
+    if !plan.protected.is_empty() {
+        let kept: Vec<String> = plan.protected.iter().map(|a| esc(a)).collect();
+        let _ = writeln!(
+            out,
+            "Protected, left as they are (the config would deactivate or remove them): {}\n",
+            kept.join(", ")
+        );
+    }
     if !plan.unmanaged.is_empty() {
         let parts: Vec<String> = plan
             .unmanaged
@@ -372,6 +380,14 @@ pub fn markdown(plan: &Plan) -> String {
         out.push('\n');
     }
     out.push_str(&crate::policy::schedule::markdown(plan));
+    if !plan.protected.is_empty() {
+        let kept: Vec<String> = plan.protected.iter().map(|a| md_code(a)).collect();
+        let _ = writeln!(
+            out,
+            "> [!IMPORTANT]\n> Protected, left as they are (the config would deactivate or remove them): {}\n",
+            kept.join(", ")
+        );
+    }
     if !plan.drift.is_empty() {
         let _ = writeln!(
             out,
