@@ -440,8 +440,16 @@ fn protected_users_are_never_deactivated() {
     env.write("keep.yaml", "users:\n  break-glass:\n    display_name: Break glass\n    protected: true\n    active: false\n");
     let plan = env.roster(&["plan", "config"]);
     assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+    // No step for it: only the line that says it is left as it is.
     assert!(
-        !stdout(&plan).contains("user.break-glass"),
+        !stdout(&plan).contains("- user.break-glass"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains(
+            "Protected, left as they are (the config would deactivate or remove them): user.break-glass"
+        ),
         "{}",
         stdout(&plan)
     );

@@ -640,3 +640,57 @@ fn an_expired_protected_user_is_left_active_and_said_so() {
         "{v}"
     );
 }
+
+/// `explain` and the Markdown access report print config free text (a
+/// display name) escaped: no terminal escape reaches the screen, no HTML or
+/// table cell break reaches a rendered Markdown report.
+#[test]
+fn explain_and_report_escape_hostile_display_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    fs::write(
+        d.join("c.yaml"),
+        "roles:\n  reader:\n    permissions: [payroll.read]\nusers:\n  evil:\n    display_name: \"x\\e[2J | <b>bold</b> [l](http://x)\"\n    roles: [reader]\n",
+    )
+    .expect("write");
+    let out = roster(d, &["explain", "evil", "c.yaml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+    assert!(text.contains("x\\u{1b}[2J"), "{text}");
+    let out = roster(
+        d,
+        &[
+            "report",
+            "access",
+            "c.yaml",
+            "--store",
+            "file:state.json",
+            "--format",
+            "markdown",
+            "--now",
+            "2026-02-20",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let md = stdout(&out);
+    assert!(!md.contains('\u{1b}'), "{md:?}");
+    let html = {
+        let mut h = String::new();
+        pulldown_cmark::html::push_html(&mut h, pulldown_cmark::Parser::new(&md));
+        h
+    };
+    assert!(!html.contains("<b>"), "{html}");
+    assert!(!html.contains("<a "), "{html}");
+    // The row with the display name stays one row of the same width as the header.
+    let header = md
+        .lines()
+        .find(|l| l.starts_with("| user"))
+        .expect("table header");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| evil |"))
+        .expect("the user's row");
+    let cells = |l: &str| l.matches(" | ").count();
+    assert_eq!(cells(row), cells(header), "{row}");
+}

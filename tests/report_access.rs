@@ -301,7 +301,7 @@ fn summaries_name_inactive_holders_old_secrets_and_sensitive_access() {
         md.contains("- leaver: active; password; roles payroll-admin"),
         "{md}"
     );
-    assert!(md.contains("&lt;script&gt;"), "{md}");
+    assert!(md.contains("\\<script\\>"), "{md}");
     assert!(!md.contains("<script>"), "{md}");
 }
 

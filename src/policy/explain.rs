@@ -116,7 +116,7 @@ pub fn text(e: &Explanation, filter: Option<&str>) -> String {
     let mut out = format!(
         "user {} ({}): {}\n",
         e.user,
-        e.display_name,
+        crate::escape::text(&e.display_name),
         if e.active { "active" } else { "inactive" }
     );
     if !e.templates.is_empty() {
@@ -151,7 +151,7 @@ pub fn text(e: &Explanation, filter: Option<&str>) -> String {
     if !e.violations.is_empty() {
         out.push_str("\nbreaks:\n");
         for v in &e.violations {
-            out.push_str(&format!("  {v}\n"));
+            out.push_str(&format!("  {}\n", crate::escape::text(v)));
         }
     }
     out

@@ -351,12 +351,10 @@ pub fn csv(r: &Report) -> String {
     out
 }
 
+/// A table cell: control characters as `\u{…}`, Markdown (and `|`)
+/// backslash-escaped, so no value forms HTML, a link or a new row.
 fn md_cell(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace(['\r', '\n'], " ")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    crate::escape::md_text(s)
 }
 
 /// Markdown: the summaries, then the table.
