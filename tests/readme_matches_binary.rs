@@ -40,9 +40,16 @@ fn cli_rows(doc: &str) -> Vec<(String, String)> {
 }
 
 /// The long flags of `roster SUB --help`, read from the real binary.
-fn help_flags(sub: &str) -> BTreeSet<String> {
-    let out = roster(Path::new(env!("CARGO_MANIFEST_DIR")), &[sub, "--help"]);
-    assert_eq!(code(&out), 0, "roster {sub} --help: {}", stderr(&out));
+fn help_flags(sub: &[&str]) -> BTreeSet<String> {
+    let args: Vec<&str> = sub.iter().copied().chain(["--help"]).collect();
+    let out = roster(Path::new(env!("CARGO_MANIFEST_DIR")), &args);
+    assert_eq!(
+        code(&out),
+        0,
+        "roster {} --help: {}",
+        sub.join(" "),
+        stderr(&out)
+    );
     stdout(&out)
         .lines()
         .filter_map(|l| {
@@ -90,9 +97,20 @@ fn the_readme_cli_table_matches_help() {
     );
     let mut problems = Vec::new();
     for (sub, cell) in &rows {
-        let cmd = root.find_subcommand(sub).expect("a subcommand");
+        let mut cmd = root.find_subcommand(sub).expect("a subcommand");
         let mut shown = BTreeSet::new();
         let words: Vec<&str> = cell.split_whitespace().collect();
+        // A nested command (`roster report access ...`): its own flags.
+        let mut path = vec![sub.as_str()];
+        for w in words.iter().skip(1) {
+            match cmd.find_subcommand(w) {
+                Some(inner) => {
+                    cmd = inner;
+                    path.push(w);
+                }
+                None => break,
+            }
+        }
         for (i, w) in words.iter().enumerate() {
             let Some(flag) = w.trim_start_matches('[').strip_prefix("--") else {
                 continue;
@@ -134,7 +152,7 @@ fn the_readme_cli_table_matches_help() {
                 }
             }
         }
-        for flag in help_flags(sub) {
+        for flag in help_flags(&path) {
             let elsewhere = GLOBAL.contains(&flag.as_str()) || STORE_FLAGS.contains(&flag.as_str());
             if !elsewhere && !shown.contains(&flag) {
                 problems.push(format!(
