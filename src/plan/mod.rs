@@ -138,6 +138,27 @@ impl Summary {
     pub fn changes(&self) -> usize {
         self.create + self.update + self.rotate + self.reactivate + self.deactivate + self.delete
     }
+
+    /// The counts of `steps`, with the given unmanaged and drifted counts.
+    pub fn of_steps(steps: &[Step], unmanaged: usize, drifted: usize) -> Summary {
+        let mut summary = Summary {
+            unmanaged,
+            drifted,
+            ..Summary::default()
+        };
+        for s in steps {
+            match s.action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Rotate => summary.rotate += 1,
+                Action::Reactivate => summary.reactivate += 1,
+                Action::Deactivate => summary.deactivate += 1,
+                Action::Delete => summary.delete += 1,
+            }
+            summary.secrets += s.generate.len();
+        }
+        summary
+    }
 }
 
 /// The policies apply generates and hashes secrets with (no secrets here).
@@ -678,20 +699,7 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
             unmanaged.insert(kind.as_str().to_string(), n - adopted);
         }
     }
-    let mut summary = Summary::default();
-    for s in &steps {
-        match s.action {
-            Action::Create => summary.create += 1,
-            Action::Update => summary.update += 1,
-            Action::Rotate => summary.rotate += 1,
-            Action::Reactivate => summary.reactivate += 1,
-            Action::Deactivate => summary.deactivate += 1,
-            Action::Delete => summary.delete += 1,
-        }
-        summary.secrets += s.generate.len();
-    }
-    summary.unmanaged = unmanaged.values().sum();
-    summary.drifted = b.drift.len();
+    let summary = Summary::of_steps(&steps, unmanaged.values().sum(), b.drift.len());
     let access = access::changes(desired, actual);
     tracing::debug!(steps = steps.len(), drift = b.drift.len(), "planned");
     Ok(Plan {

@@ -85,23 +85,7 @@ fn check_step(step: &Step) -> Result<(), String> {
 }
 
 fn summary_of(plan: &Plan) -> Summary {
-    let mut s = Summary {
-        unmanaged: plan.summary.unmanaged,
-        drifted: plan.drift.len(),
-        ..Summary::default()
-    };
-    for step in &plan.steps {
-        match step.action {
-            Action::Create => s.create += 1,
-            Action::Update => s.update += 1,
-            Action::Rotate => s.rotate += 1,
-            Action::Reactivate => s.reactivate += 1,
-            Action::Deactivate => s.deactivate += 1,
-            Action::Delete => s.delete += 1,
-        }
-        s.secrets += step.generate.len();
-    }
-    s
+    Summary::of_steps(&plan.steps, plan.summary.unmanaged, plan.drift.len())
 }
 
 /// Refuse a saved plan whose parts disagree (see the module docs).

@@ -83,23 +83,7 @@ pub fn expired(desired: &Desired, name: &str, now: i64) -> bool {
 }
 
 fn recount(steps: &[Step], summary: &mut Summary) {
-    let (unmanaged, drifted) = (summary.unmanaged, summary.drifted);
-    *summary = Summary {
-        unmanaged,
-        drifted,
-        ..Summary::default()
-    };
-    for s in steps {
-        match s.action {
-            Action::Create => summary.create += 1,
-            Action::Update => summary.update += 1,
-            Action::Rotate => summary.rotate += 1,
-            Action::Reactivate => summary.reactivate += 1,
-            Action::Deactivate => summary.deactivate += 1,
-            Action::Delete => summary.delete += 1,
-        }
-        summary.secrets += s.generate.len();
-    }
+    *summary = Summary::of_steps(steps, summary.unmanaged, summary.drifted);
 }
 
 /// Make the plan that takes `actual` to `desired` at the moment `now`
