@@ -19,3 +19,4 @@ pub mod report;
 pub mod secret;
 pub mod signal;
 pub mod store;
+pub mod target;

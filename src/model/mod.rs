@@ -6,6 +6,7 @@
 
 pub mod policy;
 pub mod spec;
+pub mod target;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use policy::*;
 pub use spec::*;
+pub use target::*;
 
 /// The pattern every name (a key of `roles`, `groups`, `users`, `templates`) follows.
 pub const NAME_PATTERN: &str = r"^[a-z0-9][a-z0-9._-]{0,63}$";
