@@ -5,8 +5,10 @@
 //! `cargo bench --bench roster [-- SECTION...]`, sections `parse` (parse
 //! floor, validate, plan at 1k/10k/100k users on the file store, peak RSS),
 //! `hash` (apply of 1,000 users with secrets vs cores x single-core argon2),
-//! `scim` (plan requests, apply of 2,000 creates vs a plain load loop, against
-//! a real scim2-server) and `etcd` (plan and apply of 10,000 users against a
+//! `scim` (the SCIM target on a core-schema-only scim2-server: ensure
+//! throughput at 2,000 and 10,000 users through the `Target` trait vs a plain
+//! concurrent POST loop at the same concurrency, and the listing's request
+//! count) and `etcd` (plan and apply of 10,000 users against a
 //! real etcd). Default: all. `ROSTER_BENCH_SCALE=quick` runs small sizes;
 //! `ROSTER_BENCH_SIZES=10000,100000` picks the file-store sizes.
 //!
@@ -35,9 +37,8 @@ use roster::apply::{ApplyOptions, apply};
 use roster::model::{Argon2Params, PasswordPolicy};
 use roster::plan::{PlanOptions, plan, render};
 use roster::secret::{Secret, generate_password};
-use roster::store::scim::http::HttpOptions;
-use roster::store::scim::{ScimOptions, ScimStore, lock_owner_now};
-use roster::store::{OpenOptions, StateStore};
+use roster::store::{LockOwner, OpenOptions, StateStore};
+use roster::target::{Attrs, EnsureRequest, ObjKind, Target};
 use scim_harness::{ScimServer, ServerConfig};
 use serde_json::{Value, json};
 
@@ -47,8 +48,8 @@ struct Scale {
     sizes: Vec<usize>,
     hash_users: usize,
     single_hashes: usize,
-    scim_managed: usize,
-    scim_creates: usize,
+    /// Users ensured through the SCIM target (one fresh server per size).
+    scim_sizes: Vec<usize>,
     etcd_users: usize,
 }
 
@@ -74,16 +75,14 @@ fn base_scale() -> Scale {
             sizes: vec![1_000, 10_000],
             hash_users: 100,
             single_hashes: 8,
-            scim_managed: 1_000,
-            scim_creates: 300,
+            scim_sizes: vec![300, 1_000],
             etcd_users: 1_000,
         },
         _ => Scale {
             sizes: vec![1_000, 10_000, 100_000],
             hash_users: 1_000,
             single_hashes: 64,
-            scim_managed: 10_000,
-            scim_creates: 2_000,
+            scim_sizes: vec![2_000, 10_000],
             etcd_users: 10_000,
         },
     }
@@ -604,23 +603,10 @@ impl Drop for Guard {
     }
 }
 
-/// A started scim2-server (the tests' harness: venv, extension schemas,
-/// readiness wait, stopped on drop) with roster's extension registered.
+/// A started scim2-server with the core schemas only (the tests' harness:
+/// venv, readiness wait, stopped on drop): what real providers offer.
 fn scim_server() -> ScimServer {
-    ScimServer::start(ServerConfig {
-        extension: true,
-        ..ServerConfig::default()
-    })
-}
-
-fn scim_store(server: &ScimServer, http: HttpOptions) -> ScimStore {
-    server.store_with(
-        None,
-        ScimOptions {
-            http,
-            ..ScimOptions::default()
-        },
-    )
+    ScimServer::start(ServerConfig::default())
 }
 
 /// load + read + plan + apply in-process; returns (plan secs, apply secs, changes).
@@ -634,7 +620,11 @@ fn plan_and_apply(store: &dyn StateStore, config: &Path) -> Res<(f64, f64, usize
     let changes = p.summary.changes();
     let t = Instant::now();
     let options = ApplyOptions {
-        owner: lock_owner_now(),
+        owner: LockOwner {
+            pid: std::process::id(),
+            host: "bench".into(),
+            since: "2026-01-01T00:00:00Z".into(),
+        },
         lock_timeout: Duration::from_secs(30),
         now: "2026-01-01T00:00:00Z".into(),
         audit: None,
@@ -653,52 +643,42 @@ fn plan_and_apply(store: &dyn StateStore, config: &Path) -> Res<(f64, f64, usize
     Ok((plan_s, t.elapsed().as_secs_f64(), changes))
 }
 
-/// A plain load loop: `count` POST /Users over `threads` threads, bodies like roster's.
-fn scim_load_loop(scim: &ScimServer, count: usize, threads: usize) -> Res<f64> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let url = format!("http://127.0.0.1:{}/v2/Users", scim.port);
+/// The core-schema user roster's target sends for generated user `i`.
+fn core_user(name: &str, i: usize) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "externalId": format!("roster:user:{name}"),
+        "displayName": format!("Load integration {i}"),
+        "name": {"givenName": "Load", "familyName": format!("Integration {i}")},
+        "emails": [{"value": format!("{name}@load.example"), "type": "work", "primary": true}],
+        "active": true
+    })
+}
+
+/// The generic attributes that map to [`core_user`].
+fn core_attrs(name: &str, i: usize) -> Attrs {
+    let mut a = Attrs::new();
+    a.insert(
+        "display_name".into(),
+        json!(format!("Load integration {i}")),
+    );
+    a.insert("first_name".into(), json!("Load"));
+    a.insert("last_name".into(), json!(format!("Integration {i}")));
+    a.insert("email".into(), json!(format!("{name}@load.example")));
+    a.insert("active".into(), json!(true));
+    a
+}
+
+/// `count` jobs over `threads` threads (job `i` on thread `i % threads`).
+fn run_parallel(count: usize, threads: usize, job: &(dyn Fn(usize) -> Res<()> + Sync)) -> Res<f64> {
     let start = Instant::now();
     let results: Vec<Res<()>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let client = &client;
-                let url = &url;
                 s.spawn(move || -> Res<()> {
                     for i in (t..count).step_by(threads) {
-                        let name = format!("load-{i:06}");
-                        let body = json!({
-                            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
-                                        "urn:ietf:params:scim:schemas:extension:roster:2.0:User"],
-                            "userName": name,
-                            "externalId": format!("roster:user:{name}"),
-                            "displayName": format!("Load integration {i}"),
-                            "emails": [{"value": format!("{name}@load.example"), "type": "work", "primary": true}],
-                            "active": true,
-                            "roles": [{"value": "role-0001"}, {"value": "role-0002"}],
-                            "entitlements": [{"value": "personal:read"}, {"value": "payroll:write"}],
-                            "urn:ietf:params:scim:schemas:extension:roster:2.0:User": {
-                                "class": "regular", "authentication": "local",
-                                "memberOf": ["grp-00001"], "passwordEnabled": false,
-                                "tokenEnabled": false, "rotation": 0, "protected": false
-                            }
-                        });
-                        let r = client
-                            .post(url)
-                            .bearer_auth(scim_harness::TOKEN)
-                            .header("content-type", "application/scim+json")
-                            .body(body.to_string())
-                            .send()
-                            .map_err(|e| format!("POST: {e}"))?;
-                        if !r.status().is_success() {
-                            return Err(format!(
-                                "POST {name}: {} {}",
-                                r.status(),
-                                r.text().unwrap_or_default().chars().take(300).collect::<String>()
-                            ));
-                        }
+                        job(i)?;
                     }
                     Ok(())
                 })
@@ -706,10 +686,7 @@ fn scim_load_loop(scim: &ScimServer, count: usize, threads: usize) -> Res<f64> {
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("load thread panicked".into()))
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err("a thread panicked".into())))
             .collect()
     });
     for r in results {
@@ -718,110 +695,103 @@ fn scim_load_loop(scim: &ScimServer, count: usize, threads: usize) -> Res<f64> {
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn section_scim(s: &Scale, root: &Path) -> Res<()> {
-    println!(
-        "== 4. SCIM (scim2-server {} on 127.0.0.1) ==",
-        scim_harness::VERSION
-    );
-    let work = root.join("scim");
-    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-
-    // Requests made by a plan over N managed users.
-    let n = s.scim_managed;
-    let config = work.join(format!("config-{n}"));
-    gen_config(&config, n, 0, false)?;
-    let server = scim_server();
-    let store = scim_store(&server, HttpOptions::default());
-    let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
-    println!(
-        "apply of {n} users with /Bulk (setup): {changes} changes in {apply_s:.1} s, {} requests",
-        store.requests_sent()
-    );
-    let fresh = scim_store(&server, HttpOptions::default());
-    let t = Instant::now();
-    let desired = roster::load::load(std::slice::from_ref(&config))
-        .map_err(|d| format!("load failed: {} diagnostics", d.items.len()))?;
-    let snap = fresh.read().map_err(|e| e.to_string())?;
-    let p = plan(&desired, &snap, PlanOptions::default()).map_err(|e| e.to_string())?;
-    let plan_s = t.elapsed().as_secs_f64();
-    if p.has_changes() {
-        return Err(format!(
-            "plan after the SCIM apply has {} steps",
-            p.steps.len()
-        ));
-    }
-    let page = ScimOptions::default().page_size;
-    let requests = fresh.requests_sent();
-    let target = n.div_ceil(page) as u64 + 2;
-    println!(
-        "plan over {n} managed users: {requests} requests (target ceil(N/{page}) + 2 = {target}: {}), {plan_s:.2} s",
-        verdict(requests <= target)
-    );
-    // Control: the same user pages fetched by a plain client (server cost alone).
+/// A plain load loop: `count` POST /Users over `threads` threads, the bodies
+/// roster's target sends.
+fn scim_load_loop(scim: &ScimServer, count: usize, threads: usize) -> Res<f64> {
     let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| e.to_string())?;
-    let t = Instant::now();
-    let mut fetched = 0usize;
-    for start in (1..=n).step_by(page) {
+    let url = format!("http://127.0.0.1:{}/v2/Users", scim.port);
+    run_parallel(count, threads, &|i| {
+        let name = format!("load-{i:06}");
         let r = client
-            .get(format!(
-                "http://127.0.0.1:{}/v2/Users?startIndex={start}&count={page}",
-                server.port
-            ))
+            .post(&url)
             .bearer_auth(scim_harness::TOKEN)
+            .header("content-type", "application/scim+json")
+            .body(core_user(&name, i).to_string())
             .send()
-            .map_err(|e| format!("GET /Users: {e}"))?;
-        let body: Value = r.json().map_err(|e| format!("GET /Users body: {e}"))?;
-        fetched += body["Resources"].as_array().map_or(0, Vec::len);
-    }
-    let pages_s = t.elapsed().as_secs_f64();
-    println!(
-        "control: a plain client fetching the same {} user pages ({fetched} users) takes {pages_s:.2} s; the plan takes {:.2} x that",
-        n.div_ceil(page),
-        plan_s / pages_s
-    );
-    drop(server);
+            .map_err(|e| format!("POST: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "POST {name}: {} {}",
+                r.status(),
+                r.text()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            ));
+        }
+        Ok(())
+    })
+}
 
-    // 2,000 creates: roster apply vs a plain load loop, same concurrency, fresh servers.
-    let m = s.scim_creates;
-    let config = work.join(format!("config-{m}"));
-    gen_config(&config, m, 0, false)?;
-    let concurrency = HttpOptions::default().concurrency;
-    let server = scim_server();
-    let loop_s = scim_load_loop(&server, m, concurrency)?;
-    drop(server);
-    let loop_rate = m as f64 / loop_s;
+/// `count` creates through the SCIM target's `ensure` on `threads` threads.
+fn scim_target_ensure(t: &dyn Target, count: usize, threads: usize) -> Res<f64> {
+    let refs = std::collections::BTreeMap::new();
+    run_parallel(count, threads, &|i| {
+        let name = format!("load-{i:06}");
+        let attrs = core_attrs(&name, i);
+        let done = t
+            .ensure(&EnsureRequest {
+                kind: ObjKind::User,
+                key: &name,
+                remote_ref: None,
+                attrs: &attrs,
+                current: None,
+                renamed_from: None,
+                user_refs: &refs,
+                password: None,
+                idem: "bench",
+            })
+            .map_err(|e| e.to_string())?;
+        if !done.changed || done.remote_ref.is_empty() {
+            return Err(format!("{name}: not created"));
+        }
+        Ok(())
+    })
+}
+
+fn section_scim(s: &Scale, _root: &Path) -> Res<()> {
     println!(
-        "plain load loop: {m} POST /Users on {concurrency} threads in {loop_s:.2} s = {loop_rate:.0} creates/s"
+        "== 4. SCIM target (scim2-server {} on 127.0.0.1, core schemas only) ==",
+        scim_harness::VERSION
     );
-    let server = scim_server();
-    let store = scim_store(
-        &server,
-        HttpOptions {
-            use_bulk: false,
-            ..HttpOptions::default()
-        },
-    );
-    let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
-    let rate = m as f64 / apply_s;
-    println!(
-        "roster apply, single requests, concurrency {concurrency}: {changes} changes ({m} users) in {apply_s:.2} s, {} requests = {rate:.0} users/s; ratio to the load loop {:.2} (target >= 0.8: {})",
-        store.requests_sent(),
-        rate / loop_rate,
-        verdict(rate / loop_rate >= 0.8)
-    );
-    drop(server);
-    let server = scim_server();
-    let store = scim_store(&server, HttpOptions::default());
-    let (_, apply_s, changes) = plan_and_apply(&store, &config)?;
-    let rate = m as f64 / apply_s;
-    println!(
-        "roster apply with /Bulk: {changes} changes in {apply_s:.2} s, {} requests = {rate:.0} users/s; ratio to the load loop {:.2}",
-        store.requests_sent(),
-        rate / loop_rate
-    );
+    let concurrency = 8;
+    for &n in &s.scim_sizes {
+        // Fresh servers for each side, the loop first, in the same run.
+        let server = scim_server();
+        let loop_s = scim_load_loop(&server, n, concurrency)?;
+        drop(server);
+        let loop_rate = n as f64 / loop_s;
+        let server = scim_server();
+        let target = server.target();
+        let caps = target.open().map_err(|e| e.to_string())?;
+        if caps.concurrency != concurrency {
+            return Err(format!("target concurrency {}", caps.concurrency));
+        }
+        let ensure_s = scim_target_ensure(&target, n, caps.concurrency)?;
+        let rate = n as f64 / ensure_s;
+        let creates = target.requests() - 2;
+        let before = target.requests();
+        let users = target.list(ObjKind::User).map_err(|e| e.to_string())?;
+        let groups = target.list(ObjKind::Group).map_err(|e| e.to_string())?;
+        let list_requests = target.requests() - before;
+        let page = target.options().map_or(0, |o| o.page_size);
+        if users.len() != n || !groups.is_empty() {
+            return Err(format!(
+                "listed {} users, {} groups",
+                users.len(),
+                groups.len()
+            ));
+        }
+        println!(
+            "{n} users: plain POST loop {loop_s:.2} s = {loop_rate:.0}/s; target ensure {ensure_s:.2} s = {rate:.0}/s ({creates} requests); ratio {:.2} (goal >= 0.8: {}); list: {list_requests} requests at page {page} (ceil(N/page) + 1 for the empty groups)",
+            rate / loop_rate,
+            verdict(rate / loop_rate >= 0.8)
+        );
+    }
     Ok(())
 }
 

@@ -626,8 +626,8 @@ fn drift_is_reported_where_the_plan_restores_values() {
 
 /// `plan` reads the store while the config loads. With an invalid config it
 /// reports the config's errors and exits without waiting for the store: here
-/// a SCIM server that accepts connections and never answers (its requests
-/// would take the 30 s request timeout, retried). Bounded: the listener
+/// an etcd endpoint that accepts connections and never answers (its requests
+/// would take the request timeout, retried). Bounded: the listener
 /// thread ends with the test, and roster is killed if it has not exited
 /// within 20 s.
 #[test]
@@ -641,10 +641,11 @@ fn an_invalid_config_is_reported_without_waiting_for_the_store() {
     listener.set_nonblocking(true).expect("nonblocking");
     let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
         .args(["plan", "config", "--store"])
-        .arg(format!("scim+http://127.0.0.1:{port}/scim/v2"))
+        .arg(format!("etcd://127.0.0.1:{port}/roster"))
         .current_dir(env.path(""))
         .env("NO_COLOR", "1")
-        .env("ROSTER_SCIM_TOKEN", "t-never-used-4471")
+        .env("ROSTER_ETCD_USER", "roster")
+        .env("ROSTER_ETCD_PASSWORD", "t-never-used-4471")
         .env_remove("ROSTER_STORE")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

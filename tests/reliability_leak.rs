@@ -14,16 +14,15 @@
 //! Failure paths: secrets file exists / is a symlink / its directory is
 //! missing; the secrets write fails part-way (RLIMIT_FSIZE); the commit fails
 //! after the secrets were written (RLIMIT_FSIZE); a stale saved plan; a
-//! corrupt state file holding a hash; the etcd / SCIM server stopped.
+//! corrupt state file holding a hash; the etcd server stopped. (A SCIM
+//! server is a target now, not a store: its leak checks are in
+//! `tests/reliability_remote.rs`.)
 
 mod reliability_support;
 
 #[allow(dead_code)]
 #[path = "common/etcd.rs"]
 mod etcd_harness;
-#[allow(dead_code)]
-#[path = "common/scim.rs"]
-mod scim_harness;
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
@@ -403,79 +402,6 @@ fn etcd_store_never_leaks_on_success_or_failure() {
     known.check("etcd down: apply", &out);
     eprintln!(
         "etcd store: {} outputs scanned, {} needles",
-        known.outputs,
-        known.needles.len()
-    );
-}
-
-#[test]
-fn scim_store_never_leaks_on_success_or_failure() {
-    let mut server = scim_harness::ScimServer::start(scim_harness::ServerConfig {
-        extension: true,
-        ..Default::default()
-    });
-    let work = Work::new();
-    let store = server.url(None);
-    let mut known = Known::default();
-    let scim_state = |server: &scim_harness::ScimServer| -> Value {
-        let s = server.store(None);
-        let snap = roster::store::StateStore::read(&s).expect("read scim");
-        let mut users = serde_json::Map::new();
-        for (name, rec) in &snap.users {
-            users.insert(
-                name.clone(),
-                serde_json::to_value(rec).expect("record JSON"),
-            );
-        }
-        serde_json::json!({ "users": users })
-    };
-    // The token reaches roster through the environment, as in production.
-    let run_env = |work: &Work, args: &[&str]| -> Output {
-        let mut full = vec!["-vvv"];
-        full.extend_from_slice(args);
-        let mut c = traced(work.command(&full));
-        c.env("ROSTER_STORE", &store)
-            .env("ROSTER_SCIM_TOKEN", scim_harness::TOKEN);
-        c.output().expect("run roster")
-    };
-    work.write_config(&config(&[("alpha", 0), ("beta", 0)]));
-    let out = run_env(&work, &[&APPLY[..], &["secrets/scim-1.json"]].concat());
-    assert!(out.status.success(), "{}", text(&out));
-    known.add_secrets_file(&work.path("secrets/scim-1.json"));
-    known.add_state(&scim_state(&server));
-    known.check("scim: apply", &out);
-    work.write_config(&config(&[("alpha", 1)]));
-    for args in [
-        vec!["plan", "config"],
-        vec!["plan", "config", "--format", "json"],
-        vec!["export"],
-        vec!["history"],
-    ] {
-        let out = run_env(&work, &args);
-        assert!(out.status.success(), "{args:?}: {}", text(&out));
-        known.check(&format!("scim: {args:?}"), &out);
-    }
-    let out = run_env(&work, &[&APPLY[..], &["secrets/scim-2.json"]].concat());
-    assert!(out.status.success(), "{}", text(&out));
-    known.add_secrets_file(&work.path("secrets/scim-2.json"));
-    known.check("scim: rotate", &out);
-    // The server goes away.
-    server.kill();
-    work.write_config(&config(&[("alpha", 2), ("zeta", 0)]));
-    for args in [vec!["plan", "config"], vec!["export"]] {
-        let out = run_env(&work, &args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
-        known.check(&format!("scim down: {args:?}"), &out);
-    }
-    let out = run_env(&work, &[&APPLY[..], &["secrets/scim-down.json"]].concat());
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    known.check("scim down: apply", &out);
-    // The token itself is a secret too.
-    assert!(known.needles.len() >= 4);
-    known.needles.insert(scim_harness::TOKEN.to_string());
-    known.check("scim: token", &out);
-    eprintln!(
-        "scim store: {} outputs scanned, {} needles",
         known.outputs,
         known.needles.len()
     );

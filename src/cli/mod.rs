@@ -133,11 +133,11 @@ pub struct ManArgs {
 /// Where the state lives.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Store URL: file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX.
+    /// Store URL: file:PATH or etcd://HOST:PORT/PREFIX (a SCIM server is a target, declared in the config).
     #[arg(long, env = "ROSTER_STORE", default_value = crate::store::DEFAULT_STORE_URL)]
     pub store: String,
-    /// Allow scim+http://, and plain etcd:// with credentials, to a host other than loopback
-    /// (the token or password travels in clear text).
+    /// Allow plain etcd:// with credentials to a host other than loopback
+    /// (the password travels in clear text).
     #[arg(long)]
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for https stores.

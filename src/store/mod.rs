@@ -1,7 +1,9 @@
 //! The state store: where roster keeps (or finds) the actual state.
 //!
 //! One trait, [`StateStore`], several backends chosen by URL (see [`open`]):
-//! `file:PATH` (the embedded default), `scim+http(s)://…` and `etcd://…`.
+//! `file:PATH` (the embedded default) and `etcd://…`. A SCIM server is not a
+//! store but a *target* (`src/target/scim`): `scim+http(s)://…` is refused
+//! with the `targets:` form to use instead.
 //! Every backend passes the same test suite (`tests/common/store_suite.rs`).
 //!
 //! A store hands out a [`Snapshot`] at a [`Version`], takes an exclusive lock,
@@ -9,7 +11,6 @@
 
 pub mod etcd;
 pub mod file;
-pub mod scim;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +27,7 @@ pub const DEFAULT_STORE_URL: &str = "file:.roster/state.json";
 /// What a store is, for saved plans and messages. Never holds credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreInfo {
-    /// `file`, `scim` or `etcd`.
+    /// `file` or `etcd`.
     pub kind: String,
     /// Where it is: the URL without any credentials.
     pub location: String,
@@ -385,7 +386,7 @@ pub fn spec_digest<T: Serialize>(spec: &T) -> String {
 /// Options for opening a store beyond its URL.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Allow `scim+http://` to hosts other than loopback.
+    /// Allow plain `etcd://` with credentials to hosts other than loopback.
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for `https` stores.
     pub ca_file: Option<std::path::PathBuf>,
@@ -397,8 +398,14 @@ pub struct OpenOptions {
 
 /// Open the store a URL names.
 pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, StoreError> {
-    if url.starts_with("scim+http://") || url.starts_with("scim+https://") {
-        return Ok(Box::new(scim::ScimStore::open(url, options)?));
+    if let Some(rest) = url
+        .strip_prefix("scim+")
+        .filter(|r| r.starts_with("http://") || r.starts_with("https://"))
+    {
+        return Err(StoreError::InvalidUrl {
+            url: url.into(),
+            reason: scim_is_a_target(rest),
+        });
     }
     if let Some(path) = url.strip_prefix("file:") {
         if path.is_empty() {
@@ -414,8 +421,26 @@ pub fn open(url: &str, options: &OpenOptions) -> Result<Box<dyn StateStore>, Sto
     }
     Err(StoreError::InvalidUrl {
         url: url.into(),
-        reason: "expected file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX".into(),
+        reason: "expected file:PATH or etcd://HOST:PORT/PREFIX".into(),
     })
+}
+
+/// Why `scim+…` is refused, with the `targets:` form to use instead.
+fn scim_is_a_target(url: &str) -> String {
+    let url = redact_urls(url);
+    format!(
+        "a SCIM server is no longer a state store: it is a target roster provisions into. \
+Keep the state in file: (the default) or etcd://, and declare the server in the config:
+
+targets:
+  scim:                  # any name
+    scim:
+      url: {url}
+      token_env: SCIM_TOKEN   # the variable holding the bearer token
+settings:
+  default_targets: [scim]
+"
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! A stop is graceful (SIGTERM is turned into the server's clean shutdown) so
 //! that `--dump-resources` writes what the server held, passwords included:
 //! the only way to check a write-only password from outside. Test-only.
+//!
+//! `target()` opens roster's SCIM *target* on the server, with the bearer
+//! token in the environment variable [`TOKEN_ENV`] (set once per process by
+//! [`init`], before any thread talks to a server).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,11 +18,31 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use roster::secret::Secret;
-use roster::store::OpenOptions;
-use roster::store::scim::{ScimOptions, ScimStore};
+use roster::model::ScimTargetConfig;
+use roster::target::scim::ScimTarget;
 
 pub const TOKEN: &str = "roster-test-token-5b1f";
+/// The variable the tests' targets read the token from.
+pub const TOKEN_ENV: &str = "ROSTER_TEST_SCIM_TOKEN";
+
+static INIT: std::sync::Once = std::sync::Once::new();
+
+/// Put the token into [`TOKEN_ENV`]. Every test calls it first (directly or
+/// through `ScimServer::start`), so the variable is set while no other
+/// thread of this process reads the environment or resolves a host.
+pub fn init() {
+    INIT.call_once(|| {
+        // SAFETY: called once, before this process starts any thread that
+        // reads the environment (the other test threads wait on this Once).
+        unsafe { std::env::set_var(TOKEN_ENV, TOKEN) };
+    });
+}
+
+/// A target config for `url` with the tests' token variable.
+pub fn target_config(url: &str) -> ScimTargetConfig {
+    serde_json::from_value(serde_json::json!({"url": url, "token_env": TOKEN_ENV}))
+        .expect("a valid target config")
+}
 pub const VERSION: &str = "0.8.3";
 
 /// Wraps the server's CLI so that SIGTERM stops it cleanly (dumping resources).
@@ -103,6 +127,7 @@ pub struct ScimServer {
 
 impl ScimServer {
     pub fn start(config: ServerConfig) -> ScimServer {
+        init();
         let py = python();
         let dir = tempfile::tempdir().expect("tempdir");
         let wrapper = dir.path().join("serve.py");
@@ -157,6 +182,7 @@ impl ScimServer {
             .build()
             .expect("client");
         let url = format!("http://127.0.0.1:{}{}", self.port, self.probe_path());
+        // The wait is bounded in count and time.
         let deadline = Instant::now() + Duration::from_secs(30);
         for _ in 0..600 {
             if let Some(child) = self.child.as_mut()
@@ -180,31 +206,29 @@ impl ScimServer {
         panic!("scim2-server did not answer on port {}", self.port);
     }
 
-    /// `scim+http://127.0.0.1:PORT/v2` (or `/TENANT/v2`).
-    pub fn url(&self, tenant: Option<&str>) -> String {
+    /// `http://127.0.0.1:PORT/v2` (or `/TENANT/v2`).
+    pub fn http_base(&self, tenant: Option<&str>) -> String {
         match tenant {
-            Some(t) => format!("scim+http://127.0.0.1:{}/{t}/v2", self.port),
-            None => format!("scim+http://127.0.0.1:{}/v2", self.port),
+            Some(t) => format!("http://127.0.0.1:{}/{t}/v2", self.port),
+            None => format!("http://127.0.0.1:{}/v2", self.port),
         }
     }
 
-    /// The base URL for direct HTTP calls.
-    pub fn http_base(&self, tenant: Option<&str>) -> String {
-        self.url(tenant).trim_start_matches("scim+").to_owned()
+    /// The target config for this server.
+    pub fn target_config(&self) -> ScimTargetConfig {
+        target_config(&self.http_base(None))
     }
 
-    pub fn store(&self, tenant: Option<&str>) -> ScimStore {
-        self.store_with(tenant, ScimOptions::default())
+    /// roster's SCIM target on this server (not opened yet).
+    pub fn target(&self) -> ScimTarget {
+        ScimTarget::new("scim", &self.target_config()).expect("a SCIM target")
     }
 
-    pub fn store_with(&self, tenant: Option<&str>, options: ScimOptions) -> ScimStore {
-        ScimStore::with_token(
-            &self.url(tenant),
-            &OpenOptions::default(),
-            Secret::new(TOKEN.into()),
-            options,
-        )
-        .expect("open the SCIM store")
+    /// roster's SCIM target with a config changed by `f`.
+    pub fn target_with(&self, f: impl FnOnce(&mut ScimTargetConfig)) -> ScimTarget {
+        let mut c = self.target_config();
+        f(&mut c);
+        ScimTarget::new("scim", &c).expect("a SCIM target")
     }
 
     /// Stop gracefully (the server dumps its resources), bounded; then kill.
@@ -271,4 +295,48 @@ pub fn direct(
         status,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// Create plain users `names` directly on the server through `/Bulk`
+/// (1,000 per request), as another provisioning system would. Returns
+/// their ids in order.
+pub fn bulk_users(base: &str, names: &[String]) -> Vec<String> {
+    let mut ids = Vec::with_capacity(names.len());
+    for (c, chunk) in names.chunks(1000).enumerate() {
+        let ops: Vec<serde_json::Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                serde_json::json!({
+                    "method": "POST", "path": "/Users", "bulkId": format!("b{c}-{i}"),
+                    "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": n}
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+            "Operations": ops
+        });
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .expect("client");
+        let r = client
+            .post(format!("{base}/Bulk"))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "application/scim+json")
+            .body(body.to_string())
+            .send()
+            .expect("bulk request");
+        let status = r.status().as_u16();
+        let resp: serde_json::Value = r.json().expect("bulk answer");
+        assert_eq!(status, 200, "bulk create: {resp}");
+        let answers = resp["Operations"].as_array().expect("bulk answers");
+        assert_eq!(answers.len(), chunk.len(), "one answer per operation");
+        for a in answers {
+            let location = a["location"].as_str().expect("a created user's location");
+            ids.push(location.rsplit('/').next().unwrap_or_default().to_string());
+        }
+    }
+    ids
 }

@@ -1,24 +1,24 @@
 //! The SCIM 2.0 wire layer: one blocking HTTP client with a bearer token,
-//! timeouts, bounded retries, discovery, paginated listing, and a batch
-//! executor (`/Bulk` when advertised, else bounded concurrent requests).
+//! timeouts, bounded retries (backoff with jitter, `Retry-After`), discovery
+//! and paginated listing.
 //!
 //! It knows the protocol (RFC 7644), not roster's mapping. It must never put
 //! the bearer token (or any request body) into an error, a log line or Debug
 //! output, and never retry a POST blindly: a create whose outcome is unknown
-//! is first looked up by its filter.
+//! is first looked up by its filter. A response cut off mid-way is a
+//! failure, never an empty answer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use reqwest::blocking::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::secret::Secret;
 
 pub const LIST_RESPONSE: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-pub const BULK_REQUEST: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 
 /// Tunables of the wire layer.
 #[derive(Debug, Clone)]
@@ -31,10 +31,6 @@ pub struct HttpOptions {
     pub retry_budget: Duration,
     /// The first backoff; doubled each retry, with jitter.
     pub initial_backoff: Duration,
-    /// Concurrent requests when `/Bulk` is not used.
-    pub concurrency: usize,
-    /// Use `/Bulk` when the server advertises it.
-    pub use_bulk: bool,
 }
 
 impl Default for HttpOptions {
@@ -45,8 +41,6 @@ impl Default for HttpOptions {
             max_attempts: 4,
             retry_budget: Duration::from_secs(20),
             initial_backoff: Duration::from_millis(100),
-            concurrency: 4,
-            use_bulk: true,
         }
     }
 }
@@ -96,10 +90,7 @@ impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: ", self.method, self.path)?;
         match self.status {
-            Some(401) => write!(
-                f,
-                "HTTP 401: the server refused the bearer token (check ROSTER_SCIM_TOKEN)"
-            )?,
+            Some(401) => write!(f, "HTTP 401: the server refused the bearer token")?,
             Some(412) => write!(
                 f,
                 "HTTP 412: the resource changed on the server since roster read it (ETag mismatch); plan again"
@@ -125,63 +116,15 @@ pub struct Response {
     pub body: Value,
 }
 
-/// One write in a batch.
-#[derive(Debug, Clone)]
-pub enum Op {
-    /// POST `endpoint` (e.g. `/Users`); `lookup` is a filter that finds the
-    /// resource if an earlier attempt created it after all.
-    Create {
-        endpoint: String,
-        body: Value,
-        lookup: String,
-    },
-    Patch {
-        path: String,
-        ops: Vec<Value>,
-        etag: Option<String>,
-    },
-    Put {
-        path: String,
-        body: Value,
-        etag: Option<String>,
-    },
-    Delete {
-        path: String,
-        etag: Option<String>,
-    },
-}
-
-impl Op {
-    fn method(&self) -> &'static str {
-        match self {
-            Op::Create { .. } => "POST",
-            Op::Patch { .. } => "PATCH",
-            Op::Put { .. } => "PUT",
-            Op::Delete { .. } => "DELETE",
-        }
-    }
-    fn path(&self) -> &str {
-        match self {
-            Op::Create { endpoint, .. } => endpoint,
-            Op::Patch { path, .. } | Op::Put { path, .. } | Op::Delete { path, .. } => path,
-        }
-    }
-}
-
-/// The result of one write: the resource id when known.
-pub type OpResult = Result<Option<String>, HttpError>;
-
 /// The SCIM client.
 pub struct Http {
     client: Client,
     /// e.g. `https://host/scim/v2`, without a trailing slash.
     pub base: String,
-    token: Secret,
+    /// `None`: no `Authorization` header (a server that asks for none).
+    token: Option<Secret>,
     pub options: HttpOptions,
     requests: AtomicU64,
-    /// Set when a request of the current batch found the server unreachable
-    /// after its retries: the rest of the batch fails fast.
-    unreachable: AtomicBool,
 }
 
 impl std::fmt::Debug for Http {
@@ -206,14 +149,10 @@ fn retry_after(resp: &reqwest::blocking::Response) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-fn id_of(v: &Value) -> Option<String> {
-    v["id"].as_str().map(str::to_owned)
-}
-
 impl Http {
     pub fn new(
         base: String,
-        token: Secret,
+        token: Option<Secret>,
         ca_pem: Option<Vec<u8>>,
         options: HttpOptions,
     ) -> Result<Http, String> {
@@ -236,7 +175,6 @@ impl Http {
             token,
             options,
             requests: AtomicU64::new(0),
-            unreachable: AtomicBool::new(false),
         })
     }
 
@@ -266,8 +204,10 @@ impl Http {
         let mut req = self
             .client
             .request(method.clone(), format!("{}{}", self.base, path))
-            .bearer_auth(self.token.expose())
             .header("Accept", "application/scim+json, application/json");
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token.expose());
+        }
         if let Some(tag) = if_match {
             req = req.header("If-Match", tag);
         }
@@ -363,6 +303,8 @@ impl Http {
     }
 
     /// Every resource of `endpoint`, page by page (`startIndex`/`count`).
+    /// A page shorter than asked for ends the listing only when the server
+    /// gives no `totalResults`; bounded in pages either way.
     pub fn list_all(
         &self,
         endpoint: &str,
@@ -379,7 +321,7 @@ impl Http {
                 path.push_str(&format!("&sortBy={s}"));
             }
             let resp = self.get(&path)?;
-            let total = resp.body["totalResults"].as_u64().unwrap_or(0) as usize;
+            let total = resp.body["totalResults"].as_u64().map(|t| t as usize);
             let items = resp.body["Resources"]
                 .as_array()
                 .cloned()
@@ -387,7 +329,11 @@ impl Http {
             let n = items.len();
             out.extend(items);
             start += n;
-            if n == 0 || out.len() >= total {
+            let done = match total {
+                Some(t) => out.len() >= t,
+                None => n < page,
+            };
+            if n == 0 || done {
                 return Ok(out);
             }
         }
@@ -404,260 +350,51 @@ impl Http {
             .unwrap_or_default())
     }
 
-    /// Create a resource. On a transport error the outcome is unknown: the
-    /// lookup filter decides whether it exists now before any new attempt.
+    /// Create a resource. On a transport error (no answer, or an answer cut
+    /// off) the outcome is unknown: the lookup filter decides whether it
+    /// exists now before any new attempt, and a failed lookup ends the
+    /// attempts (a POST is never sent again blindly).
     pub fn create(
         &self,
         endpoint: &str,
         body: &Value,
         lookup: &str,
-    ) -> Result<Response, HttpError> {
+    ) -> Result<Response, Vec<HttpError>> {
         let start = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
+        let mut errors = Vec::new();
+        for attempt in 1..=self.options.max_attempts.max(1) {
             match self.send("POST", endpoint, Some(body), None) {
+                Ok(r) => return Ok(r),
                 Err(e)
                     if e.status.is_none()
                         && attempt < self.options.max_attempts
                         && start.elapsed() < self.options.retry_budget =>
                 {
+                    errors.push(e);
                     std::thread::sleep(self.backoff(attempt, None));
-                    if let Ok(found) = self.find(endpoint, lookup)
-                        && let Some(existing) = found.into_iter().next()
-                    {
-                        return Ok(Response {
-                            status: 200,
-                            etag: None,
-                            body: existing,
-                        });
+                    match self.find(endpoint, lookup) {
+                        Ok(found) => {
+                            if let Some(existing) = found.into_iter().next() {
+                                return Ok(Response {
+                                    status: 200,
+                                    etag: None,
+                                    body: existing,
+                                });
+                            }
+                        }
+                        Err(e) => {
+                            errors.push(e);
+                            return Err(errors);
+                        }
                     }
                 }
-                other => return other,
-            }
-        }
-    }
-
-    fn run_one(&self, op: &Op) -> OpResult {
-        if self.unreachable.load(Ordering::Relaxed) {
-            return Err(HttpError {
-                method: op.method().into(),
-                path: op.path().into(),
-                status: None,
-                scim_type: None,
-                detail: "not sent: the server stopped answering earlier in this batch".into(),
-            });
-        }
-        let result = self.run_op(op);
-        if let Err(e) = &result
-            && e.status.is_none()
-        {
-            self.unreachable.store(true, Ordering::Relaxed);
-        }
-        result
-    }
-
-    fn run_op(&self, op: &Op) -> OpResult {
-        match op {
-            Op::Create {
-                endpoint,
-                body,
-                lookup,
-            } => self.create(endpoint, body, lookup).map(|r| id_of(&r.body)),
-            Op::Patch { path, ops, etag } => {
-                let body = json!({"schemas": [PATCH_OP], "Operations": ops});
-                self.send("PATCH", path, Some(&body), etag.as_deref())
-                    .map(|r| id_of(&r.body))
-            }
-            Op::Put { path, body, etag } => self
-                .send("PUT", path, Some(body), etag.as_deref())
-                .map(|r| id_of(&r.body)),
-            Op::Delete { path, etag } => match self.send("DELETE", path, None, etag.as_deref()) {
-                Ok(_) => Ok(None),
-                Err(e) if e.status == Some(404) => Ok(None),
-                Err(e) => Err(e),
-            },
-        }
-    }
-
-    /// Run independent writes: through `/Bulk` when advertised (within its
-    /// limits), else concurrently with at most `options.concurrency` at once.
-    /// Results come back in the order of `ops`.
-    pub fn run(&self, ops: Vec<Op>, features: &Features) -> Vec<OpResult> {
-        if ops.is_empty() {
-            return Vec::new();
-        }
-        self.unreachable.store(false, Ordering::Relaxed);
-        if self.options.use_bulk
-            && features.bulk
-            && features.bulk_max_operations > 1
-            && ops.len() > 1
-        {
-            return self.run_bulk(ops, features);
-        }
-        self.run_concurrent(&ops)
-    }
-
-    fn run_concurrent(&self, ops: &[Op]) -> Vec<OpResult> {
-        let next = AtomicUsize::new(0);
-        let workers = self.options.concurrency.clamp(1, 64).min(ops.len());
-        let mut results: Vec<Option<OpResult>> = vec![None; ops.len()];
-        let chunks: Vec<Vec<(usize, OpResult)>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(op) = ops.get(i) else { break };
-                            done.push((i, self.run_one(op)));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        for (i, r) in chunks.into_iter().flatten() {
-            results[i] = Some(r);
-        }
-        results
-            .into_iter()
-            .zip(ops)
-            .map(|(r, op)| {
-                r.unwrap_or_else(|| {
-                    Err(HttpError {
-                        method: op.method().into(),
-                        path: op.path().into(),
-                        status: None,
-                        scim_type: None,
-                        detail: "the worker running this request stopped".into(),
-                    })
-                })
-            })
-            .collect()
-    }
-
-    fn bulk_entry(op: &Op, i: usize) -> Value {
-        match op {
-            Op::Create { endpoint, body, .. } => {
-                json!({"method": "POST", "path": endpoint, "bulkId": format!("op{i}"), "data": body})
-            }
-            Op::Patch { path, ops, etag } => {
-                let mut v = json!({"method": "PATCH", "path": path,
-                    "data": {"schemas": [PATCH_OP], "Operations": ops}});
-                if let Some(t) = etag {
-                    v["version"] = json!(t);
+                Err(e) => {
+                    errors.push(e);
+                    return Err(errors);
                 }
-                v
-            }
-            Op::Put { path, body, etag } => {
-                let mut v = json!({"method": "PUT", "path": path, "data": body});
-                if let Some(t) = etag {
-                    v["version"] = json!(t);
-                }
-                v
-            }
-            Op::Delete { path, etag } => {
-                let mut v = json!({"method": "DELETE", "path": path});
-                if let Some(t) = etag {
-                    v["version"] = json!(t);
-                }
-                v
             }
         }
-    }
-
-    fn run_bulk(&self, ops: Vec<Op>, features: &Features) -> Vec<OpResult> {
-        let max_ops = features.bulk_max_operations.max(1);
-        // Stay well below the advertised payload limit.
-        let max_payload = if features.bulk_max_payload == 0 {
-            usize::MAX
-        } else {
-            features.bulk_max_payload * 3 / 4
-        };
-        let entries: Vec<Value> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, op)| Self::bulk_entry(op, i))
-            .collect();
-        let mut results: Vec<OpResult> = Vec::with_capacity(ops.len());
-        let mut start = 0;
-        while start < ops.len() {
-            let mut end = start;
-            let mut size = 200;
-            while end < ops.len() && end - start < max_ops {
-                let s = entries[end].to_string().len() + 1;
-                if end > start && size + s > max_payload {
-                    break;
-                }
-                size += s;
-                end += 1;
-            }
-            results.extend(self.bulk_chunk(&ops[start..end], &entries[start..end]));
-            start = end;
-        }
-        results
-    }
-
-    fn bulk_chunk(&self, ops: &[Op], entries: &[Value]) -> Vec<OpResult> {
-        if ops.len() == 1 {
-            return vec![self.run_one(&ops[0])];
-        }
-        let body = json!({"schemas": [BULK_REQUEST], "Operations": entries});
-        let resp = match self.send("POST", "/Bulk", Some(&body), None) {
-            Ok(r) => r,
-            // The outcome is unknown (or the server refused the batch as a
-            // whole): run the operations one by one, creates checking first.
-            Err(e) if e.status.is_none() || e.status == Some(413) => {
-                return self.run_concurrent(ops);
-            }
-            Err(e) => return ops.iter().map(|_| Err(e.clone())).collect(),
-        };
-        let answers = resp.body["Operations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        ops.iter()
-            .enumerate()
-            .map(|(i, op)| {
-                let answer = answers.get(i).cloned().unwrap_or(Value::Null);
-                let status = answer["status"]
-                    .as_str()
-                    .and_then(|s| s.parse::<u16>().ok())
-                    .or_else(|| answer["status"].as_u64().map(|n| n as u16));
-                let Some(status) = status else {
-                    return Err(HttpError {
-                        method: op.method().into(),
-                        path: op.path().into(),
-                        status: None,
-                        scim_type: None,
-                        detail: "the bulk response has no answer for this operation".into(),
-                    });
-                };
-                if (200..300).contains(&status)
-                    || (status == 404 && matches!(op, Op::Delete { .. }))
-                {
-                    let id = answer["location"]
-                        .as_str()
-                        .and_then(|l| l.rsplit('/').next())
-                        .map(str::to_owned);
-                    Ok(id)
-                } else {
-                    let r = &answer["response"];
-                    Err(HttpError {
-                        method: op.method().into(),
-                        path: op.path().into(),
-                        status: Some(status),
-                        scim_type: r["scimType"].as_str().map(str::to_owned),
-                        detail: r["detail"].as_str().unwrap_or("").to_owned(),
-                    })
-                }
-            })
-            .collect()
+        Err(errors)
     }
 }
 
