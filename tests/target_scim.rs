@@ -570,8 +570,9 @@ fn exact_request_counts_for_listing_ten_thousand_users() {
         let g0 = find(&groups, "g0").expect("g0");
         assert_eq!(g0.attrs["members"].as_array().map(Vec::len), Some(50));
         eprintln!(
-            "page {page}: {} requests for 10,000 users and 3 groups",
-            t.requests()
+            "page {page}: {} requests for 10,000 users and 3 groups, {:.1} s",
+            t.requests(),
+            started.elapsed().as_secs_f64()
         );
     }
 }
