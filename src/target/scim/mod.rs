@@ -796,16 +796,31 @@ impl ScimTarget {
 
     /// Generic attributes of a SCIM Group: members by key (members whose id
     /// is unknown are left out).
-    fn group_attrs(&self, j: &Value) -> Attrs {
+    fn group_attrs(&self, j: &Value, refs: &BTreeMap<String, String>) -> Attrs {
         let mut out = Attrs::new();
         if let Some(d) = scalar_string(&j[GROUP_EXT]["description"]).filter(|s| !s.is_empty()) {
             out.insert("description".into(), Value::String(d));
         }
-        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
-        let mut members: Vec<String> = member_ids(j)
-            .iter()
-            .filter_map(|id| names.get(id).cloned())
-            .collect();
+        let ids = member_ids(j);
+        let mut members: Vec<String> = Vec::with_capacity(ids.len());
+        let mut unknown: Vec<&String> = Vec::new();
+        if let Ok(names) = self.names.lock() {
+            for id in &ids {
+                match names.get(id) {
+                    Some(n) => members.push(n.clone()),
+                    None => unknown.push(id),
+                }
+            }
+        }
+        if !unknown.is_empty() && !refs.is_empty() {
+            // Users the request named by ref that no listing showed yet.
+            let by_id: BTreeMap<&String, &String> = refs.iter().map(|(k, id)| (id, k)).collect();
+            members.extend(
+                unknown
+                    .iter()
+                    .filter_map(|id| by_id.get(id).map(|k| (*k).clone())),
+            );
+        }
         members.sort();
         members.dedup();
         if !members.is_empty() {
@@ -815,9 +830,13 @@ impl ScimTarget {
     }
 
     fn attrs_of(&self, kind: ObjKind, j: &Value) -> Attrs {
+        self.attrs_with(kind, j, &BTreeMap::new())
+    }
+
+    fn attrs_with(&self, kind: ObjKind, j: &Value, refs: &BTreeMap<String, String>) -> Attrs {
         match kind {
             ObjKind::User => self.user_attrs(j),
-            ObjKind::Group => self.group_attrs(j),
+            ObjKind::Group => self.group_attrs(j, refs),
         }
     }
 
@@ -846,19 +865,26 @@ impl ScimTarget {
         keys: &[String],
         user_refs: &BTreeMap<String, String>,
     ) -> (Vec<String>, Vec<String>) {
-        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
         let mut ids = Vec::new();
         let mut missing = Vec::new();
         for k in keys {
-            match user_refs.get(k).cloned().or_else(|| {
-                names
-                    .iter()
-                    .find(|(_, n)| *n == k)
-                    .map(|(id, _)| id.clone())
-            }) {
-                Some(id) => ids.push(id),
+            match user_refs.get(k) {
+                Some(id) => ids.push(id.clone()),
                 None => missing.push(k.clone()),
             }
+        }
+        if !missing.is_empty()
+            && let Ok(names) = self.names.lock()
+        {
+            // Keys the request has no ref for: what listings taught.
+            let by_name: BTreeMap<&String, &String> = names.iter().map(|(id, n)| (n, id)).collect();
+            missing.retain(|k| match by_name.get(k) {
+                Some(id) => {
+                    ids.push((*id).clone());
+                    false
+                }
+                None => true,
+            });
         }
         (ids, missing)
     }
@@ -1013,7 +1039,7 @@ impl ScimTarget {
         }
         Ok(Ensured {
             remote_ref: id,
-            attrs: self.attrs_of(kind, &j),
+            attrs: self.attrs_with(kind, &j, req.user_refs),
             changed: true,
             password_set,
         })
@@ -1060,7 +1086,7 @@ impl ScimTarget {
             None => {
                 let r = self.http.get(&path).map_err(|e| self.fail(what, vec![e]))?;
                 self.check_owner(what, kind, req, &r.body)?;
-                fetched = self.attrs_of(kind, &r.body);
+                fetched = self.attrs_with(kind, &r.body, req.user_refs);
                 &fetched
             }
         };
@@ -1177,10 +1203,8 @@ impl ScimTarget {
                 }
                 match kind {
                     ObjKind::User => {
+                        // A PUT writes the whole resource: every attribute roster sets.
                         for (name, v) in self.sendable(o, kind, req.attrs) {
-                            if compare::equal(name, Some(v), current.get(name)) {
-                                continue;
-                            }
                             if let Some(loc) = user_loc(name) {
                                 set_in(&mut body, loc, to_scim(loc, v));
                             }
@@ -1240,7 +1264,7 @@ impl ScimTarget {
         }
         Ok(Ensured {
             remote_ref: id.to_owned(),
-            attrs: self.attrs_of(kind, &j),
+            attrs: self.attrs_with(kind, &j, req.user_refs),
             changed: true,
             password_set: password.is_some(),
         })
@@ -1379,9 +1403,6 @@ impl Target for ScimTarget {
     fn ensure(&self, req: &EnsureRequest<'_>) -> Result<Ensured, TargetError> {
         let (o, _) = self.opened()?;
         let what = format!("{}.{}", req.kind, req.key);
-        for (k, id) in req.user_refs {
-            self.remember(id, k);
-        }
         match req.remote_ref {
             None => self.create(o, &what, req),
             Some(id) => self.update(o, &what, req, id),
