@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
 use crate::secret::Secret;
+use crate::target::{TargetRecord, TargetState};
 
 /// The store URL used when neither `--store` nor `ROSTER_STORE` is given.
 pub const DEFAULT_STORE_URL: &str = "file:.roster/state.json";
@@ -127,6 +128,9 @@ pub struct Snapshot {
     /// extension): one line each, shown in every plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limitations: Vec<String>,
+    /// Per target: what roster put there (remote ids, read-back attributes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, TargetState>,
 }
 
 impl Snapshot {
@@ -177,6 +181,17 @@ pub enum Change {
         kind: Kind,
         name: String,
     },
+    /// Record what roster put on a target (`id` from [`crate::target::record_id`]).
+    PutTargetRecord {
+        target: String,
+        id: String,
+        record: TargetRecord,
+    },
+    /// Forget an object on a target (deleted there, or the target is gone).
+    DeleteTargetRecord {
+        target: String,
+        id: String,
+    },
 }
 
 impl Change {
@@ -188,6 +203,10 @@ impl Change {
             Change::PutUser { name, .. } => format!("user.{name}"),
             Change::PutAssignment { id, .. } => format!("role_assignment.{id}"),
             Change::Delete { kind, name } => format!("{}.{name}", kind.as_str()),
+            Change::PutTargetRecord { target, id, .. }
+            | Change::DeleteTargetRecord { target, id } => {
+                format!("{}@{target}", id.replacen('/', ".", 1))
+            }
         }
     }
 }
