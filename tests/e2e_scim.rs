@@ -85,10 +85,11 @@ fn user<'a>(all: &'a [Value], name: &str) -> &'a Value {
 
 #[test]
 fn the_bundled_examples_converge_on_a_core_schema_only_server() {
-    let server = ScimServer::start(ServerConfig {
+    let mut server = ScimServer::start(ServerConfig {
         dynamic_tenants: true,
         ..ServerConfig::default()
     });
+    let mut issued: Vec<(String, String, String)> = Vec::new();
     for example in EXAMPLES {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = server.http_base(Some(example));
@@ -113,6 +114,31 @@ fn the_bundled_examples_converge_on_a_core_schema_only_server() {
         let again = apply(dir.path(), "s2.json");
         assert_eq!(code(&again), 0, "{example}: {}", show(&again));
         replan_is_clean(dir.path(), example);
+        let file: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("s1.json")).expect("secrets file"),
+        )
+        .expect("secrets JSON");
+        for s in file["secrets"].as_array().into_iter().flatten() {
+            if s["kind"] == "password" {
+                let user = s["user"].as_str().unwrap_or_default().to_string();
+                let value = s["value"].as_str().unwrap_or_default().to_string();
+                issued.push((example.to_string(), user, value));
+            }
+        }
+    }
+    // The passwords written to the secrets output are the ones the server
+    // holds (its dump is the only place a write-only password shows).
+    assert!(!issued.is_empty(), "the examples issue passwords");
+    let dump = server.stop_and_dump();
+    for (example, name, value) in &issued {
+        let held = dump[example.as_str()]
+            .as_array()
+            .and_then(|a| a.iter().find(|r| r["userName"] == name.as_str()))
+            .unwrap_or_else(|| panic!("{example}: {name} in the dump"));
+        assert!(
+            held["password"] == value.as_str(),
+            "{example}: {name}'s password on the server is the issued one"
+        );
     }
 }
 
