@@ -14,6 +14,9 @@ mod harness;
 #[path = "common/fault_proxy.rs"]
 mod fault_proxy;
 
+#[path = "common/cli.rs"]
+mod cli;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
@@ -233,4 +236,130 @@ fn a_run_through_the_fault_cycle_reports_truthfully_and_a_rerun_converges() {
     for k in &keys {
         assert_eq!(users_named(&server, k), 1, "{k} exists exactly once");
     }
+}
+
+/// Addresses an apply reported as done (`ok`) and as failed.
+fn outcomes(out: &str) -> (Vec<String>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut failed = Vec::new();
+    for line in out.lines() {
+        let t = line.trim_start();
+        if let Some(a) = t.strip_prefix("ok ") {
+            ok.push(a.trim().to_string());
+        } else if let Some(a) = t.strip_prefix("FAILED ") {
+            failed.push(a.trim().split(':').next().unwrap_or_default().to_string());
+        }
+    }
+    (ok, failed)
+}
+
+/// Through the CLI: the three examples applied into a SCIM target behind the
+/// seeded fault cycle. Every apply ends (exit 0 or 1, no panic, no token in
+/// the output); every user reported done on the target is on the server; no
+/// step is both done and failed; with the faults off a re-run converges and
+/// the plan shows no changes.
+#[test]
+fn cli_applies_through_faults_report_truthfully_and_converge() {
+    let server = ScimServer::start(ServerConfig::default());
+    let seed = seed();
+    eprintln!("fault schedule seed {seed} (ROSTER_TEST_SEED replays it)");
+    let proxy = start_proxy(server.port, seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    for example in ["avanti", "iris-hr", "avaamo"] {
+        cli::copy_example(example, &config.join(example));
+    }
+    let settings = config.join("iris-hr/settings.yaml");
+    let text = std::fs::read_to_string(&settings).expect("settings.yaml");
+    std::fs::write(
+        &settings,
+        text.replacen(
+            "\nsettings:\n",
+            "\nsettings:\n  default_targets: [scim]\n",
+            1,
+        ),
+    )
+    .expect("write settings");
+    std::fs::write(
+        config.join("targets.yaml"),
+        format!(
+            "targets:\n  scim:\n    scim:\n      url: {}\n      token_env: {}\n      timeout: 2s\n",
+            proxy.base(),
+            harness::TOKEN_ENV
+        ),
+    )
+    .expect("write targets");
+    let run = |args: &[&str]| {
+        cli::roster_command(dir.path())
+            .args(args)
+            .env(harness::TOKEN_ENV, TOKEN)
+            .output()
+            .expect("run roster")
+    };
+    proxy.controls.enabled.store(true, Ordering::SeqCst);
+    let mut converged = false;
+    for round in 0..6 {
+        let out = run(&[
+            "apply",
+            "config",
+            "--yes",
+            "--secrets-out",
+            &format!("s{round}.json"),
+        ]);
+        let text = cli::show(&out);
+        assert!(
+            matches!(cli::code(&out), 0 | 1),
+            "no panic, no signal: {text}"
+        );
+        assert!(!text.contains(TOKEN), "the bearer token never appears");
+        assert!(!text.contains("panicked"), "{text}");
+        let (ok, failed) = outcomes(&cli::stderr(&out));
+        eprintln!(
+            "round {round}: exit {}, {} ok, {} failed",
+            cli::code(&out),
+            ok.len(),
+            failed.len()
+        );
+        if cli::code(&out) == 1 {
+            assert!(
+                !failed.is_empty() || cli::stderr(&out).contains("error"),
+                "a failed apply says what failed: {text}"
+            );
+        }
+        for address in &ok {
+            if let Some(name) = address
+                .strip_prefix("user.")
+                .and_then(|a| a.strip_suffix("@scim"))
+            {
+                assert_eq!(
+                    users_named(&server, name),
+                    1,
+                    "{address} reported done: {text}"
+                );
+            }
+        }
+        for address in &failed {
+            assert!(
+                !ok.contains(address),
+                "{address} reported both done and failed"
+            );
+        }
+        if cli::code(&out) == 0 {
+            converged = true;
+            break;
+        }
+    }
+    assert!(proxy.counts.statuses.load(Ordering::SeqCst) > 0);
+    proxy.controls.enabled.store(false, Ordering::SeqCst);
+    if !converged {
+        let out = run(&["apply", "config", "--yes", "--secrets-out", "s-final.json"]);
+        assert_eq!(cli::code(&out), 0, "{}", cli::show(&out));
+    }
+    let replan = run(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(cli::code(&replan), 0, "{}", cli::show(&replan));
+    assert!(
+        cli::stdout(&replan).contains("No changes"),
+        "{}",
+        cli::show(&replan)
+    );
 }
