@@ -164,10 +164,13 @@ fn drift_on_the_server_is_shown_and_restored_and_an_unmanaged_user_is_never_touc
 
     // Drift: a managed user's display name changed, another deactivated.
     let all = users(&base);
-    let managed: Vec<&Value> = all
+    // Two active managed users (the example also has inactive ones, whose
+    // deactivation would be no drift), in a stable order.
+    let mut managed: Vec<&Value> = all
         .iter()
-        .filter(|u| u["userName"] != "hand-made")
+        .filter(|u| u["userName"] != "hand-made" && u["active"] == true)
         .collect();
+    managed.sort_by_key(|u| u["userName"].as_str().unwrap_or_default().to_string());
     assert!(managed.len() >= 2);
     let (a, b) = (managed[0].clone(), managed[1].clone());
     let a_name = a["userName"].as_str().unwrap_or_default().to_string();
