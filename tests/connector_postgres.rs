@@ -225,6 +225,48 @@ impl Drop for Session {
     }
 }
 
+/// A background `psql`, killed by pid if still running when dropped.
+struct OpenSession(Child);
+
+impl OpenSession {
+    /// Wait (bounded) for it to exit: its status and stderr.
+    fn wait_exit(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("wait for psql") {
+                let mut err = String::new();
+                if let Some(mut pipe) = self.0.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut err);
+                }
+                return (status, err);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "psql still running after {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Poll `cond` (bounded: 30 s) until it holds.
+fn wait_for(cond: impl Fn() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "waited 30 s for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A cluster with database `warehouse`, schemas `analytics` (one table with
 /// a row) and `staging` (one table), owned by the superuser.
 fn warehouse() -> Postgres {
@@ -456,12 +498,36 @@ fn a_user_lifecycle_reaches_a_real_server() {
         Ok("survey-sync")
     );
 
-    // Deactivation: no login with the right password; then reactivation.
+    // Deactivation: no login with the right password, and the session open
+    // before it is ended; then reactivation.
+    let mut open_session = OpenSession(
+        pg.psql_command("survey-sync", second, DB, "SELECT pg_sleep(120)")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start a long psql session"),
+    );
+    wait_for(
+        || {
+            pg.admin(
+                DB,
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'survey-sync'",
+            ) == "1"
+        },
+        "the user's session to show in pg_stat_activity",
+    );
     let mut inactive = want.clone();
     inactive["active"] = json!(false);
     let d = s.ensure("user", "survey-sync", Some(&uref), inactive.clone());
     assert_eq!(d["changed"], json!(true));
     assert_eq!(d["attrs"]["active"], json!(false));
+    let ended = open_session.wait_exit(Duration::from_secs(30));
+    assert!(
+        !ended.0.success() && ended.1.contains("terminating connection"),
+        "the open session must be ended by the deactivation: {} {}",
+        ended.0,
+        ended.1
+    );
     assert_login_fails(&pg, "survey-sync", second, "a deactivated user");
     assert_eq!(
         pg.admin(DB, "SELECT rolcanlogin, rolvaliduntil = '-infinity' FROM pg_roles WHERE rolname = 'survey-sync'"),

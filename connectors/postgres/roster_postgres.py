@@ -254,6 +254,8 @@ class Connector:
         self.conn = None
         self.prefix = ""
         self.page_size = 100
+        # Roles whose sessions to end once the current transaction commits.
+        self.after_commit = []
 
     # hello ---------------------------------------------------------------
 
@@ -677,6 +679,7 @@ class Connector:
             changed |= self.converge(cur, kind, role, want)
             role = self.role_by_name(cur, key)
             (_, held), = self.read_attrs(cur, kind, [role])
+        self.end_sessions()
         LOG.info(f"ensure {kind} {key!r}: {'changed' if changed else 'unchanged'}")
         return {"ref": str(role["oid"]), "changed": changed, "attrs": held}
 
@@ -746,6 +749,9 @@ class Connector:
             if not expired:
                 self.exec(cur, sql.SQL("ALTER ROLE {} VALID UNTIL '-infinity'").format(r))
                 changed = True
+            if changed:
+                # After the commit: a session ended before it could log in again.
+                self.after_commit.append(role["name"])
         # Membership, among the groups roster manages only.
         managed = self.managed_groups(cur)
         missing = sorted(want["groups"] - set(managed))
@@ -765,6 +771,41 @@ class Connector:
             changed = True
         changed |= self.apply_rights(cur, role["name"], want["set_rights"], held["set_rights"])
         return changed
+
+    def end_sessions(self):
+        """End the open sessions of the roles deactivated or dropped by the
+        transaction just committed."""
+        names, self.after_commit = self.after_commit, []
+        if not names:
+            return
+        conn = self.db()
+        with conn.transaction(), conn.cursor() as cur:
+            for name in names:
+                self.terminate_sessions(cur, name)
+
+    def terminate_sessions(self, cur, name):
+        """End the role's open sessions (NOLOGIN stops new logins only), where
+        the connecting role may (a superuser, or a member of pg_signal_backend)."""
+        self.exec(
+            cur,
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+            " OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE')",
+        )
+        if not cur.fetchone()[0]:
+            LOG.warning(
+                f"{name!r}: its open sessions, if any, stay open (the connecting role may not "
+                f"end them: grant it pg_signal_backend)"
+            )
+            return
+        self.exec(
+            cur,
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE usename = %s AND pid <> pg_backend_pid()",
+            (name,),
+        )
+        ended = cur.fetchone()[0]
+        if ended:
+            LOG.info(f"{name!r}: ended {ended} open session(s)")
 
     # delete --------------------------------------------------------------
 
@@ -793,6 +834,9 @@ class Connector:
                 # otherwise keep the role from being dropped).
                 self.apply_rights(cur, key, {}, held["set_rights"])
             self.exec(cur, sql.SQL("DROP ROLE {}").format(sql.Identifier(key)))
+            if kind == "user":
+                self.after_commit.append(key)
+        self.end_sessions()
         LOG.info(f"delete {kind} {key!r}: dropped")
         return {}
 
@@ -876,6 +920,7 @@ class Connector:
         safe = {k: ("[redacted]" if k == "value" else v) for k, v in req.items()}
         LOG.debug(f"request: {json.dumps(safe, sort_keys=True)}")
         fn = self.OPS.get(op)
+        self.after_commit = []
         try:
             if fn is None:
                 raise Fail("unsupported", f"op {json.dumps(op)[:40]} is not supported by this connector")

@@ -223,8 +223,21 @@ impl Postgres {
         db: &str,
         sql: &str,
     ) -> Result<String, String> {
-        let out = Command::new(bin_dir().join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        let out = self
+            .psql_command(user, password, db, sql)
+            .output()
+            .expect("run psql");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
+    /// The `psql` command `psql_as` runs (to start it in the background).
+    pub fn psql_command(&self, user: &str, password: &str, db: &str, sql: &str) -> Command {
+        let mut cmd = Command::new(bin_dir().join("psql"));
+        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", user, "-d", db, "-c", sql])
             .env("PGPASSWORD", password)
@@ -233,14 +246,8 @@ impl Postgres {
             .env_remove("PGSERVICE")
             .env_remove("PGPASSFILE")
             .env_remove("PGOPTIONS")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run psql");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
+            .stdin(Stdio::null());
+        cmd
     }
 
     /// Run `sql` as the superuser in `db`; panics with psql's error.
