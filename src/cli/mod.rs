@@ -3,6 +3,7 @@
 //! are decided in one place ([`Exit`]).
 
 mod commands;
+mod connector;
 mod governance;
 
 use std::path::PathBuf;
@@ -104,6 +105,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (or write every page to a directory).
     Man(ManArgs),
+    /// Connector tools (`connector test`: the conformance kit for connector authors).
+    Connector(connector::ConnectorArgs),
 }
 
 #[derive(Debug, Args)]

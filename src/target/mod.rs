@@ -28,6 +28,7 @@
 //! | group | `roles` | role names |
 
 pub mod compare;
+pub mod connector;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
