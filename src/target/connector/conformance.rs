@@ -38,8 +38,10 @@ pub const PAGE_OBJECTS: usize = 120;
 pub const HANG_TIMEOUT: Duration = Duration::from_secs(1);
 /// The target name the kit uses (the `[conformance] ` prefix of relayed logs).
 pub const NAME: &str = "conformance";
-/// Sessions the kit may start after faults before it gives up.
+/// Sessions the kit may start after faults before it gives up on the checks.
 const MAX_SESSIONS: u32 = 12;
+/// More sessions the final cleanup may start, whatever the checks used.
+const CLEANUP_SESSIONS: u32 = 3;
 
 /// What to test.
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ struct Kit<'a> {
     capture: Arc<Mutex<Vec<u8>>>,
     session: Option<Session>,
     sessions: u32,
+    max_sessions: u32,
     faults: Vec<(Fault, String)>,
     caps: Option<HelloReply>,
     kinds: BTreeSet<ObjKind>,
@@ -124,6 +127,7 @@ pub fn run(opts: &KitOptions, log: LogSink, out: &mut dyn Write) -> std::io::Res
         capture,
         session: None,
         sessions: 0,
+        max_sessions: MAX_SESSIONS,
         faults: Vec::new(),
         caps: None,
         kinds: BTreeSet::new(),
@@ -247,9 +251,10 @@ impl Kit<'_> {
 
     /// Start a session and say `hello` with `versions`.
     fn open(&mut self, versions: &[u32]) -> Result<(Session, Answer), String> {
-        if self.sessions >= MAX_SESSIONS {
+        if self.sessions >= self.max_sessions {
             return Err(format!(
-                "gave up: {MAX_SESSIONS} sessions of the connector were started already"
+                "gave up: {} sessions of the connector were started already",
+                self.sessions
             ));
         }
         self.sessions += 1;
@@ -806,10 +811,14 @@ impl Kit<'_> {
     }
 
     fn cleanup(&mut self) -> Check {
+        // Also room for exit_on_stdin_close.
+        self.max_sessions = self.sessions + CLEANUP_SESSIONS + 1;
         self.clear_sandbox();
         let mut left = Vec::new();
         for kind in self.kinds.clone() {
-            let (items, _) = self.list_all(kind)?;
+            let (items, _) = self.list_all(kind).map_err(|e| {
+                format!("cannot check that the sandbox is empty (objects named {PREFIX}* may be left): {e}")
+            })?;
             left.extend(
                 items
                     .into_iter()
