@@ -775,3 +775,280 @@ fn the_kit_refuses_bad_arguments_clearly() {
     assert_eq!(code, 1);
     assert!(out.contains("FAIL handshake: target `conformance`: cannot start the connector `/nonexistent/connector`"), "{out}");
 }
+
+// --- the published protocol: every example in the doc against the schema ----
+
+fn schema_for(def: &str) -> jsonschema::Validator {
+    let path = root().join("schemas/connector-protocol.v1.schema.json");
+    let mut schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema")).expect("json");
+    let obj = schema.as_object_mut().expect("object");
+    obj.remove("anyOf");
+    obj.insert("$ref".into(), json!(format!("#/$defs/{def}")));
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{def}: {e}"))
+}
+
+fn errors(v: &jsonschema::Validator, msg: &Value) -> Vec<String> {
+    v.iter_errors(msg)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Every `→`/`←` line of the doc's `jsonl` blocks, in order.
+fn doc_messages() -> Vec<(bool, Value)> {
+    let doc = std::fs::read_to_string(root().join("docs/connector-protocol.md")).expect("doc");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in doc.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            inside = t == "```jsonl";
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let (request, text) = match (t.strip_prefix("→ "), t.strip_prefix("← ")) {
+            (Some(r), _) => (true, r),
+            (_, Some(r)) => (false, r),
+            _ => panic!("a jsonl line in the doc without → or ←: {t}"),
+        };
+        let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        out.push((request, v));
+    }
+    out
+}
+
+#[test]
+fn every_example_in_the_protocol_doc_matches_the_schema() {
+    let messages = doc_messages();
+    assert!(messages.len() >= 20, "{} examples", messages.len());
+    let any_request = schema_for("request");
+    let mut last_op = String::new();
+    let mut ops = std::collections::BTreeSet::new();
+    for (is_request, msg) in &messages {
+        if *is_request {
+            last_op = msg["op"].as_str().expect("op").to_string();
+            let known = [
+                "hello",
+                "list",
+                "ensure",
+                "delete",
+                "set_secret",
+                "generate_secret",
+                "revoke_secret",
+            ]
+            .contains(&last_op.as_str());
+            let e = errors(&any_request, msg);
+            assert_eq!(e.is_empty(), known, "{msg}: {e:?}");
+            ops.insert(last_op.clone());
+        } else {
+            let def = if msg["ok"] == json!(true) {
+                format!("{last_op}_reply")
+            } else {
+                "error_reply".to_string()
+            };
+            let e = errors(&schema_for(&def), msg);
+            assert!(e.is_empty(), "{def}: {msg}: {e:?}");
+            assert!(schema_for("reply").is_valid(msg), "{msg}");
+        }
+    }
+    for op in [
+        "hello",
+        "list",
+        "ensure",
+        "delete",
+        "set_secret",
+        "generate_secret",
+        "revoke_secret",
+    ] {
+        assert!(ops.contains(op), "the doc has no example of {op}");
+    }
+}
+
+#[test]
+fn broken_messages_are_refused_by_the_schema() {
+    let cases: &[(&str, Value)] = &[
+        (
+            "request",
+            json!({"id": 2, "op": "ensure", "kind": "user", "ref": null, "previous_key": null, "attrs": {}, "idem": "d/s"}),
+        ),
+        (
+            "request",
+            json!({"id": "2", "op": "list", "kind": "user", "cursor": null}),
+        ),
+        (
+            "request",
+            json!({"id": 0, "op": "list", "kind": "user", "cursor": null}),
+        ),
+        (
+            "request",
+            json!({"id": 2, "op": "list", "kind": "role", "cursor": null}),
+        ),
+        ("request", json!({"id": 2, "op": "frobnicate"})),
+        (
+            "request",
+            json!({"id": 5, "op": "set_secret", "key": "a", "ref": "r", "kind": "pin", "value": "x", "idem": "i"}),
+        ),
+        (
+            "request",
+            json!({"id": 5, "op": "set_secret", "key": "a", "ref": "r", "kind": "password", "idem": "i"}),
+        ),
+        (
+            "request",
+            json!({"id": 1, "op": "hello", "versions": [], "target": "t", "config": {}}),
+        ),
+        (
+            "request",
+            json!({"id": 2, "op": "ensure", "kind": "user", "key": "a", "ref": null, "previous_key": null, "attrs": {"active": true, "groups": "staff"}, "idem": "d/s"}),
+        ),
+        (
+            "request",
+            json!({"id": 2, "op": "ensure", "kind": "user", "key": "a", "ref": null, "previous_key": null, "attrs": {"set_rights": {"payroll": "admin"}}, "idem": "d/s"}),
+        ),
+        (
+            "hello_reply",
+            json!({"id": 1, "ok": true, "version": 1, "capabilities": {"kinds": ["group"], "paging": false, "secrets": {}}}),
+        ),
+        (
+            "hello_reply",
+            json!({"id": 1, "ok": true, "version": 1, "capabilities": {"kinds": ["user"], "paging": false, "secrets": {"password": "both"}}}),
+        ),
+        (
+            "hello_reply",
+            json!({"id": 1, "ok": true, "capabilities": {"kinds": ["user"], "paging": false, "secrets": {}}}),
+        ),
+        (
+            "hello_reply",
+            json!({"id": 1, "ok": true, "version": 1, "capabilities": {"kinds": ["user"], "paging": false, "membership": "both", "secrets": {}}}),
+        ),
+        (
+            "list_reply",
+            json!({"id": 2, "ok": true, "items": [{"key": "a", "attrs": {}}], "next": null}),
+        ),
+        ("list_reply", json!({"id": 2, "ok": true, "items": []})),
+        (
+            "list_reply",
+            json!({"id": 2, "ok": true, "items": [], "next": 3}),
+        ),
+        (
+            "ensure_reply",
+            json!({"id": 3, "ok": true, "ref": "r", "attrs": {}}),
+        ),
+        (
+            "ensure_reply",
+            json!({"id": 3, "ok": true, "ref": "r", "changed": "yes", "attrs": {}}),
+        ),
+        (
+            "ensure_reply",
+            json!({"id": 3, "ok": true, "reff": "r", "changed": true, "attrs": {}}),
+        ),
+        (
+            "generate_secret_reply",
+            json!({"id": 6, "ok": true, "secret": {"kind": "password"}}),
+        ),
+        (
+            "generate_secret_reply",
+            json!({"id": 6, "ok": true, "secret": {"kind": "password", "value": ""}}),
+        ),
+        (
+            "error_reply",
+            json!({"id": 7, "ok": false, "error": {"class": "oops", "message": "m"}}),
+        ),
+        (
+            "error_reply",
+            json!({"id": 7, "ok": false, "error": {"class": "retryable", "message": "m", "retry_after": -1}}),
+        ),
+        (
+            "error_reply",
+            json!({"id": 7, "ok": false, "error": {"class": "fatal"}}),
+        ),
+        (
+            "error_reply",
+            json!({"id": 7, "ok": true, "error": {"class": "fatal", "message": "m"}}),
+        ),
+        ("reply", json!({"id": 7, "ok": "true"})),
+        ("reply", json!({"ok": true})),
+    ];
+    for (def, msg) in cases {
+        assert!(
+            !schema_for(def).is_valid(msg),
+            "{def} accepted a broken message: {msg}"
+        );
+    }
+}
+
+#[test]
+fn the_requests_roster_sends_match_the_schema() {
+    use roster::target::connector::protocol::{Op, SecretValue};
+    use roster::target::connector::request_line;
+    let any = schema_for("request");
+    let secret = Secret::new("pw".into());
+    let cfg = BTreeMap::from([("path".to_string(), json!("/x"))]);
+    let a = attrs(
+        json!({"display_name": "A", "active": true, "groups": ["g"], "set_rights": {"payroll": "read"}}),
+    );
+    let ops = [
+        Op::Hello {
+            versions: &[1],
+            target: "t",
+            config: &cfg,
+        },
+        Op::List {
+            kind: ObjKind::Group,
+            cursor: None,
+        },
+        Op::List {
+            kind: ObjKind::User,
+            cursor: Some("c"),
+        },
+        Op::Ensure {
+            kind: ObjKind::User,
+            key: "a",
+            remote_ref: None,
+            previous_key: None,
+            attrs: &a,
+            idem: "d/s",
+        },
+        Op::Ensure {
+            kind: ObjKind::User,
+            key: "b",
+            remote_ref: Some("r"),
+            previous_key: Some("a"),
+            attrs: &a,
+            idem: "d/s",
+        },
+        Op::Delete {
+            kind: ObjKind::Group,
+            key: "g",
+            remote_ref: "r",
+            idem: "d/s",
+        },
+        Op::SetSecret {
+            key: "a",
+            remote_ref: "r",
+            kind: SecretKind::Password,
+            value: SecretValue(&secret),
+            idem: "d/s",
+        },
+        Op::GenerateSecret {
+            key: "a",
+            remote_ref: "r",
+            kind: SecretKind::Token,
+            idem: "d/s",
+        },
+        Op::RevokeSecret {
+            key: "a",
+            remote_ref: "r",
+            kind: SecretKind::Token,
+            idem: "d/s",
+        },
+    ];
+    for (i, op) in ops.iter().enumerate() {
+        let line = request_line(i as u64 + 1, op);
+        let v: Value = serde_json::from_str(&line).expect("json");
+        let e = errors(&any, &v);
+        assert!(e.is_empty(), "{}: {e:?}", op.name());
+        assert_eq!(v["op"], json!(op.name()));
+    }
+}
