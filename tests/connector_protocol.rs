@@ -1052,3 +1052,14 @@ fn the_requests_roster_sends_match_the_schema() {
         assert_eq!(v["op"], json!(op.name()));
     }
 }
+
+#[test]
+fn the_readme_shows_the_example_connector_whole_and_it_is_60_lines_at_most() {
+    let text = std::fs::read_to_string(example()).expect("example");
+    assert!(text.lines().count() <= 60, "{} lines", text.lines().count());
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    assert!(
+        readme.contains(&format!("```python\n{text}```\n")),
+        "README.md's Connectors section must show connectors/example/roster_example.py as it is"
+    );
+}
