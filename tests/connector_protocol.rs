@@ -1063,3 +1063,28 @@ fn the_readme_shows_the_example_connector_whole_and_it_is_60_lines_at_most() {
         "README.md's Connectors section must show connectors/example/roster_example.py as it is"
     );
 }
+
+#[test]
+fn a_stderr_line_over_64_kib_is_cut() {
+    let script = "import json, sys\nsys.stdin.readline()\nprint('L' * 100000, file=sys.stderr, flush=True)\nprint(json.dumps({'id': 1, 'ok': True, 'version': 1, 'capabilities': {'kinds': ['user'], 'paging': False, 'secrets': {}}}), flush=True)\nsys.stdin.read()\n";
+    let cfg = ConnectorTargetConfig {
+        command: vec!["python3".into(), "-c".into(), script.into()],
+        config: Default::default(),
+        env: vec![],
+        timeout: None,
+    };
+    let log = Log::default();
+    let log2 = log.clone();
+    bounded(30, move || drop(open("chatty", &cfg, &log2)));
+    let text = log.text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("[chatty] L"))
+        .expect("relayed");
+    assert!(
+        line.ends_with(" [line truncated]"),
+        "{}",
+        &line[line.len() - 40..]
+    );
+    assert_eq!(line.matches('L').count(), 64 * 1024);
+}

@@ -338,13 +338,18 @@ impl Session {
         })?;
         let pid = child.id() as i32;
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            kill_group_and_reap(&mut child);
+            return Err(thread_error(&spawn.name, std::io::Error::other("no pipes")));
+        };
         let (tx, replies) = mpsc::sync_channel(4);
-        std::thread::Builder::new()
+        if let Err(e) = std::thread::Builder::new()
             .name(format!("connector-{}-stdout", spawn.name))
             .spawn(move || read_stdout(stdout, tx))
-            .map_err(|e| thread_error(&spawn.name, e))?;
+        {
+            kill_group_and_reap(&mut child);
+            return Err(thread_error(&spawn.name, e));
+        }
         let relay = Arc::new(Relay {
             name: spawn.name.clone(),
             redactor: spawn.redactor.clone(),
@@ -354,13 +359,16 @@ impl Session {
         let (done_tx, stderr_done) = mpsc::sync_channel(1);
         let r = relay.clone();
         let capture = spawn.capture.clone();
-        std::thread::Builder::new()
+        if let Err(e) = std::thread::Builder::new()
             .name(format!("connector-{}-stderr", spawn.name))
             .spawn(move || {
                 read_stderr(stderr, &r, capture.as_deref());
                 let _ = done_tx.send(());
             })
-            .map_err(|e| thread_error(&spawn.name, e))?;
+        {
+            kill_group_and_reap(&mut child);
+            return Err(thread_error(&spawn.name, e));
+        }
         Ok(Session {
             spawn: spawn.clone(),
             child,
@@ -688,18 +696,33 @@ impl Drop for Session {
     }
 }
 
+/// SIGKILL a child's process group (it leads it and is not reaped yet), then reap it.
+fn kill_group_and_reap(child: &mut Child) {
+    // SAFETY: kill(2) on the group of our own unreaped child.
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    let _ = child.wait();
+}
+
 /// Whether `pid` (our child) has exited, leaving it unreaped.
 fn exited_unreaped(pid: i32) -> bool {
     // SAFETY: waitid with WNOWAIT only inspects our own child's state;
     // `info` is a zeroed, properly sized siginfo_t.
     unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
-        let rc = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
+        let mut rc = -1;
+        for _ in 0..100 {
+            rc = libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            if rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
         if rc != 0 {
             // ECHILD: already reaped.
             return true;
