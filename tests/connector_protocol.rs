@@ -278,7 +278,13 @@ fn a_program_that_cannot_start_names_the_target_and_the_command() {
         "{e}"
     );
     let again = t.list(ObjKind::User).expect_err("dead");
-    assert_eq!(again, e, "later calls fail at once with the first error");
+    assert!(
+        again.message.ends_with(&format!(
+            "list not sent, the connector session ended earlier: {}",
+            e.message
+        )),
+        "{again}"
+    );
 }
 
 #[test]
@@ -354,7 +360,14 @@ fn garbage_on_stdout_fails_the_request_quoting_it_and_ends_the_session() {
         "{e}"
     );
     assert!(e.message.contains("`DEBUG: listing users`"), "{e}");
-    assert_eq!(later, e, "later requests fail at once with the first error");
+    assert_eq!(
+        later.message,
+        format!(
+            "ensure not sent, the connector session ended earlier: {}",
+            e.message
+        ),
+        "later requests fail at once with the first error"
+    );
     let (leader, child) = pids(&pidf);
     assert!(
         wait_gone(leader) && wait_gone(child),
@@ -404,7 +417,7 @@ fn a_crash_mid_session_names_the_exit_status_and_later_requests_fail_at_once() {
         "{e}"
     );
     assert!(e.message.contains("exit status: 3"), "{e}");
-    assert_eq!(later.expect_err("dead"), e);
+    assert!(later.expect_err("dead").message.contains(&e.message));
     assert!(
         log.text().contains("[flaky] crashing at request 3"),
         "{}",

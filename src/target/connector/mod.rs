@@ -92,6 +92,17 @@ pub fn follow_pages<T>(
     ))
 }
 
+/// A request not sent because the session ended: the first error, as it was.
+fn not_sent(op: &str, first: &TargetError) -> TargetError {
+    TargetError::new(
+        first.class,
+        format!(
+            "{op} not sent, the connector session ended earlier: {}",
+            first.message
+        ),
+    )
+}
+
 fn shorten(s: &str) -> String {
     let mut out: String = s.chars().take(80).collect();
     if s.chars().count() > 80 {
@@ -194,7 +205,7 @@ impl ConnectorTarget {
         let mut state = lock(&self.state);
         let session = match &mut *state {
             State::Open(s) => s,
-            State::Dead(e) => return Err(e.clone()),
+            State::Dead(e) => return Err(not_sent(name, e)),
             State::NotOpen => {
                 return Err(TargetError::new(
                     ErrorClass::Fatal,
@@ -341,7 +352,7 @@ impl Target for ConnectorTarget {
             let mut state = lock(&self.state);
             match &*state {
                 State::NotOpen => {}
-                State::Dead(e) => return Err(e.clone()),
+                State::Dead(e) => return Err(not_sent("hello", e)),
                 State::Open(_) => {
                     return Err(TargetError::new(
                         ErrorClass::Fatal,
