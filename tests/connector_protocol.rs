@@ -797,6 +797,38 @@ fn the_kit_fails_a_secret_on_stderr_and_relays_it_redacted() {
 }
 
 #[test]
+fn the_kit_fails_a_second_secret_minted_for_a_replayed_idem() {
+    let (out, _) = kit_fails(
+        "mint_twice.py",
+        "2s",
+        "secret/token/replay",
+        "minted a second secret",
+    );
+    assert!(out.contains("PASS secret/token/generate"), "{out}");
+}
+
+#[test]
+fn the_kit_fails_a_listing_that_stops_after_one_page() {
+    kit_fails(
+        "short_paging.py",
+        "2s",
+        "paging",
+        "over 1 page(s) missed 70 of the 120 users",
+    );
+}
+
+#[test]
+fn the_kit_fails_a_connector_that_does_not_exit_when_its_stdin_closes() {
+    let (out, _) = kit_fails(
+        "ignores_eof.py",
+        "2s",
+        "exit_on_stdin_close",
+        "did not exit within 5 s",
+    );
+    assert_eq!(failed(&out), vec!["exit_on_stdin_close"], "{out}");
+}
+
+#[test]
 fn the_kit_passes_a_connector_that_asks_for_retries() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (code, out, err) = kit_on(
