@@ -746,6 +746,17 @@ fn the_kit_fails_garbage_on_stdout_on_stdout_purity() {
 }
 
 #[test]
+fn the_kit_fails_a_line_on_stdout_after_the_last_reply() {
+    let (out, _) = kit_fails(
+        "says_bye.py",
+        "2s",
+        "stdout_purity",
+        "line(s) on stdout after its last reply",
+    );
+    assert_eq!(failed(&out), vec!["stdout_purity"], "{out}");
+}
+
+#[test]
 fn the_kit_fails_a_wrong_id_on_stdout_purity() {
     kit_fails("wrong_id.py", "2s", "stdout_purity", "replied with id");
 }

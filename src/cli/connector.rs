@@ -82,11 +82,8 @@ pub fn connector_cmd(args: &ConnectorArgs) -> anyhow::Result<Exit> {
 }
 
 fn test(args: &ConnectorTestArgs) -> anyhow::Result<Exit> {
-    for name in &args.env {
-        let ok = regex_like_env_name(name);
-        if !ok {
-            anyhow::bail!("--env {name}: not an environment variable name");
-        }
+    if let Some(name) = args.env.iter().find(|n| !is_env_name(n)) {
+        anyhow::bail!("--env {name}: not an environment variable name");
     }
     let opts = conformance::KitOptions {
         command: args.command.clone(),
@@ -111,7 +108,7 @@ fn test(args: &ConnectorTestArgs) -> anyhow::Result<Exit> {
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_]{0,127}$` (the config's `env` pattern).
-fn regex_like_env_name(s: &str) -> bool {
+fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && s.len() <= 128

@@ -237,14 +237,14 @@ impl Kit<'_> {
         }
         let r = self.cleanup();
         self.record("cleanup", r)?;
-        let r = self.stdout_purity();
-        self.record("stdout_purity", r)?;
         if self.secrets_exchanged {
             let r = self.no_secret_on_stderr();
             self.record("no_secret_on_stderr", r)?;
         }
         let r = self.exit_on_stdin_close();
-        self.record("exit_on_stdin_close", r)
+        self.record("exit_on_stdin_close", r)?;
+        let r = self.stdout_purity();
+        self.record("stdout_purity", r)
     }
 
     // --- the conversation ---------------------------------------------
@@ -477,7 +477,7 @@ impl Kit<'_> {
 
     fn version_negotiation(&mut self) -> Check {
         let (mut session, answer) = self.open(&[99])?;
-        session.close();
+        self.note_stray(session.close());
         match answer {
             Answer::Err(e) if e.class == ErrorClass::Unsupported => Ok(()),
             Answer::Err(e) => Err(format!(
@@ -837,6 +837,19 @@ impl Kit<'_> {
         }
     }
 
+    /// Lines on stdout after the last reply break stdout purity too.
+    fn note_stray(&mut self, closed: super::session::Closed) {
+        if closed.stray_lines > 0 {
+            self.faults.push((
+                Fault::NotAReply,
+                format!(
+                    "target `{NAME}`: wrote {} line(s) on stdout after its last reply",
+                    closed.stray_lines
+                ),
+            ));
+        }
+    }
+
     fn stdout_purity(&mut self) -> Check {
         match self.faults.iter().find(|(f, _)| f.impure_stdout()) {
             None => Ok(()),
@@ -855,7 +868,9 @@ impl Kit<'_> {
 
     fn exit_on_stdin_close(&mut self) -> Check {
         let mut session = self.session()?;
-        let (status, on_its_own) = session.close();
+        let closed = session.close();
+        self.note_stray(closed);
+        let (status, on_its_own) = (closed.status, closed.on_its_own);
         if on_its_own {
             Ok(())
         } else {

@@ -271,6 +271,17 @@ pub struct Session {
     status: Option<ExitStatus>,
 }
 
+/// How a session ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Closed {
+    /// The connector's exit status.
+    pub status: Option<ExitStatus>,
+    /// Whether it exited on its own within [`EXIT_GRACE`] of its stdin closing.
+    pub on_its_own: bool,
+    /// Lines it wrote on stdout that were no reply to any request (after the last one).
+    pub stray_lines: usize,
+}
+
 /// The options of one request.
 #[derive(Debug, Clone, Copy)]
 pub struct CallOptions {
@@ -650,9 +661,8 @@ impl Session {
     }
 
     /// End the session: close stdin, give the connector [`EXIT_GRACE`] to
-    /// exit, then SIGKILL its group; reap it. Returns its exit status and
-    /// whether it exited on its own in time.
-    pub fn close(&mut self) -> (Option<ExitStatus>, bool) {
+    /// exit, then SIGKILL its group; reap it.
+    pub fn close(&mut self) -> Closed {
         self.stdin = None;
         let on_its_own = self.status.is_some() || {
             let start = Instant::now();
@@ -686,7 +696,24 @@ impl Session {
         // whole group was killed); do not wait for it without a bound.
         let _ = self.stderr_done.recv_timeout(Duration::from_secs(2));
         self.relay.set_hold(false);
-        (status, on_its_own)
+        // Lines written after the last reply (stdout must carry replies only).
+        let mut stray_lines = 0;
+        let start = Instant::now();
+        while let Some(left) = Duration::from_secs(2).checked_sub(start.elapsed()) {
+            match self.replies.recv_timeout(left) {
+                Ok(FromStdout::Line(_)) => stray_lines += 1,
+                Ok(FromStdout::TooLong) => {
+                    stray_lines += 1;
+                    break;
+                }
+                Ok(FromStdout::Eof | FromStdout::Failed(_)) | Err(_) => break,
+            }
+        }
+        Closed {
+            status,
+            on_its_own,
+            stray_lines,
+        }
     }
 }
 
