@@ -29,7 +29,10 @@ pub struct Opened {
 
 /// Make the client of one declared target (nothing is sent yet).
 pub fn connect(name: &str, config: &TargetConfig) -> Result<Box<dyn Target>, TargetError> {
-    // The SCIM and connector clients land in the next commits.
+    if let TargetConfig::Connector(c) = config {
+        return Ok(Box::new(super::connector::ConnectorTarget::new(name, c)?));
+    }
+    // The SCIM client lands in a next commit.
     Err(TargetError::new(
         super::ErrorClass::Unsupported,
         format!(
