@@ -5,11 +5,14 @@
 //! checked by logging in over TCP with the password set (SELECT where it may
 //! read, no INSERT; write and full rights; rotation; deactivation and
 //! reactivation; rename; revocation), the SCRAM verifier the server keeps,
-//! idempotent ensures, paging, error classes, and no secret on stderr.
+//! idempotent ensures, paging, error classes, and no secret on stderr; then
+//! `roster connector test` against it, and the `roster` binary's plan/apply
+//! lifecycle with a `warehouse` connector target.
 
 mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
@@ -885,4 +888,241 @@ fn schema_prefix_maps_areas_to_prefixed_schemas() {
         "f"
     );
     s.finish();
+}
+
+#[test]
+fn the_conformance_kit_passes_against_a_real_server() {
+    let pg = warehouse();
+    let out = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["connector", "test", "--env", DSN_ENV, "--config"])
+        .arg(json!({"dsn_env": DSN_ENV, "log_level": "debug"}).to_string())
+        .arg("--")
+        .arg(python())
+        .arg(connector_script("postgres", "roster_postgres.py"))
+        .env(DSN_ENV, pg.dsn(DB))
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roster connector test");
+    let text = format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the conformance kit failed:\n{text}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("FAIL"),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("PASS"),
+        "{text}"
+    );
+    // The sandbox is gone from the server.
+    assert_eq!(
+        pg.admin(
+            DB,
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'roster-conformance-%'"
+        ),
+        "0",
+        "{text}"
+    );
+}
+
+/// A roster config with one `warehouse` connector target (the shipped
+/// connector, run from the test venv) and a user with a password.
+fn write_config(dir: &Path, rotation: u32, active: bool) {
+    let py = python();
+    let script = connector_script("postgres", "roster_postgres.py");
+    let yaml = format!(
+        r#"targets:
+  warehouse:
+    connector:
+      command: [{py:?}, {script:?}]
+      config: {{dsn_env: {DSN_ENV}, schema_prefix: ""}}
+      env: [{DSN_ENV}]
+      timeout: 60s
+settings:
+  default_targets: [warehouse]
+groups:
+  etl:
+    description: ETL jobs
+users:
+  survey-sync:
+    display_name: Survey sync
+    email: survey-sync@example.com
+    groups: [etl]
+    active: {active}
+    credentials: {{password: true, rotation: {rotation}}}
+    set_rights:
+      analytics: read
+"#,
+        py = py.display().to_string(),
+        script = script.display().to_string(),
+    );
+    std::fs::create_dir_all(dir.join("config")).expect("config dir");
+    std::fs::write(dir.join("config/roster.yaml"), yaml).expect("write config");
+}
+
+fn roster(dir: &Path, pg: &Postgres, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(args)
+        .current_dir(dir)
+        .env(DSN_ENV, pg.dsn(DB))
+        .env("NO_COLOR", "1")
+        .env_remove("ROSTER_STORE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run roster")
+}
+
+fn show(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The password roster emitted for `user` in the secrets file `path`.
+fn emitted(path: &Path, user: &str) -> String {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("secrets file"))
+        .expect("secrets JSON");
+    v["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .find(|s| s["user"] == user && s["kind"] == "password")
+        .and_then(|s| s["value"].as_str())
+        .unwrap_or_else(|| panic!("no password for {user} in {v}"))
+        .to_string()
+}
+
+#[test]
+fn plan_and_apply_manage_a_warehouse_user_end_to_end() {
+    let pg = warehouse();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    write_config(d, 0, true);
+
+    let plan = roster(d, &pg, &["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", show(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("user.survey-sync@warehouse"),
+        "{}",
+        show(&plan)
+    );
+    let apply = roster(
+        d,
+        &pg,
+        &["apply", "config", "--yes", "--secrets-out", "s1.json"],
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", show(&apply));
+    let first = emitted(&d.join("s1.json"), "survey-sync");
+    assert!(!String::from_utf8_lossy(&apply.stderr).contains(&first));
+    assert!(!String::from_utf8_lossy(&apply.stdout).contains(&first));
+    assert_eq!(
+        logs_in(&pg, "survey-sync", &first).as_deref(),
+        Ok("survey-sync")
+    );
+    assert_eq!(
+        pg.psql_as(
+            "survey-sync",
+            &first,
+            DB,
+            "SELECT count(*) FROM analytics.events"
+        ),
+        Ok("1".into())
+    );
+    assert!(
+        pg.psql_as(
+            "survey-sync",
+            &first,
+            DB,
+            "INSERT INTO analytics.events VALUES (9, 'x')"
+        )
+        .is_err()
+    );
+    assert_eq!(
+        pg.admin(DB, "SELECT m.rolname FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.member JOIN pg_roles m ON m.oid = a.roleid WHERE r.rolname = 'survey-sync'"),
+        "etl"
+    );
+    let replan = roster(d, &pg, &["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(
+        replan.status.code(),
+        Some(0),
+        "converged: {}",
+        show(&replan)
+    );
+
+    // Rotation through credentials.rotation.
+    write_config(d, 1, true);
+    let apply = roster(
+        d,
+        &pg,
+        &["apply", "config", "--yes", "--secrets-out", "s2.json"],
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", show(&apply));
+    let second = emitted(&d.join("s2.json"), "survey-sync");
+    assert_ne!(first, second);
+    assert_login_fails(
+        &pg,
+        "survey-sync",
+        &first,
+        "the old password after a rotation",
+    );
+    assert_eq!(
+        logs_in(&pg, "survey-sync", &second).as_deref(),
+        Ok("survey-sync")
+    );
+
+    // Deactivation (the only user: past the removal guard's fraction).
+    write_config(d, 1, false);
+    let apply = roster(
+        d,
+        &pg,
+        &[
+            "apply",
+            "config",
+            "--yes",
+            "--secrets-out",
+            "s3.json",
+            "--allow-mass-removal",
+        ],
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", show(&apply));
+    assert_login_fails(&pg, "survey-sync", &second, "a deactivated user");
+    assert_eq!(
+        pg.admin(
+            DB,
+            "SELECT rolcanlogin, rolvaliduntil = '-infinity' FROM pg_authid WHERE rolname = 'survey-sync'"
+        ),
+        "f|t",
+        "deactivated: NOLOGIN, password expired"
+    );
+    // An inactive user holds no memberships there: roster dropped the group.
+    assert_eq!(
+        pg.admin(DB, "SELECT count(*) FROM pg_roles WHERE rolname = 'etl'"),
+        "0"
+    );
+    for out in [&plan, &apply] {
+        for secret in [&first, &second] {
+            assert!(
+                !show(out).contains(secret.as_str()),
+                "a password in roster's output"
+            );
+        }
+    }
+    let replan = roster(d, &pg, &["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(
+        replan.status.code(),
+        Some(0),
+        "converged: {}",
+        show(&replan)
+    );
 }
