@@ -13,6 +13,8 @@ command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 # The access report's HTML is tested in a real headless browser.
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The shipped connectors run from a venv (below): python3 -m venv needs ensurepip.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The PostgreSQL connector is tested against throw-away clusters made with
 # initdb/pg_ctl (Debian keeps them under /usr/lib/postgresql/VERSION/bin).
 command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
