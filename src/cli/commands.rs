@@ -902,8 +902,16 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             .steps
             .iter()
             .filter(|s| s.kind == crate::model::Kind::User)
-            .flat_map(|s| s.generate.iter().map(move |k| (s.name.as_str(), *k)));
-        secret::check_env_names(users)
+            .flat_map(|s| s.generate.iter().map(move |k| (s.name.clone(), *k)))
+            .chain(plan.targets.iter().flat_map(|(t, tp)| {
+                tp.steps.iter().flat_map(move |s| {
+                    s.generate_secret
+                        .iter()
+                        .map(move |k| (format!("{}@{t}", s.key), *k))
+                })
+            }))
+            .collect::<Vec<_>>();
+        secret::check_env_names(users.iter().map(|(u, k)| (u.as_str(), *k)))
             .map_err(|e| anyhow::anyhow!("--secrets-format env: {e}; nothing was changed"))?;
     }
     let sink = if plan.summary.secrets > 0 {

@@ -67,8 +67,8 @@ pub(super) fn plan_targets(
     for (name, config) in &desired.targets {
         let Some(caps) = run::recorded_caps(snapshot, name) else {
             bail!(
-                "target {name} has not been applied yet, so the state does not know what it can \
-                 do: plan with --refresh=true (the default) once"
+                "target {name} has not been applied or imported yet, so the state does not know \
+                 what it can do: plan with --refresh=true (the default) until it has"
             );
         };
         infos.push(TargetInfo { name, config, caps });
@@ -182,6 +182,17 @@ pub(super) fn import_cmd(args: &ImportArgs, quiet: bool) -> anyhow::Result<Exit>
                 },
             });
         }
+    }
+    if !changes.is_empty() && run::recorded_caps(&snapshot, &args.target) != Some(&opened.caps) {
+        changes.push(Change::PutTargetRecord {
+            target: args.target.clone(),
+            id: crate::target::CAPABILITIES_ID.to_string(),
+            record: TargetRecord {
+                capabilities: Some(opened.caps.clone()),
+                updated_at: Some(owner.since.clone()),
+                ..TargetRecord::default()
+            },
+        });
     }
     let mut out = std::io::stdout().lock();
     if changes.is_empty() {

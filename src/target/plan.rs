@@ -125,7 +125,13 @@ pub struct Input<'a> {
 fn deactivated(attrs: &Attrs) -> Attrs {
     let mut a = attrs.clone();
     a.insert("active".into(), Value::Bool(false));
-    for k in ["groups", "roles", "permissions", "set_rights"] {
+    for k in [
+        "groups",
+        "roles",
+        "permissions",
+        "set_rights",
+        "credentials",
+    ] {
         a.remove(k);
     }
     a
@@ -143,6 +149,17 @@ fn secret_kinds(attrs: &Attrs) -> Vec<SecretKind> {
         }
     }
     v
+}
+
+/// Whether attribute `name` is roster's own bookkeeping on this target
+/// rather than something the target holds: `credentials` where the target's
+/// attribute list leaves it out (it then only drives the secret steps).
+pub fn is_internal(caps: &Capabilities, name: &str) -> bool {
+    name == "credentials"
+        && caps
+            .user_attrs
+            .as_ref()
+            .is_some_and(|set| !set.contains(name))
 }
 
 fn is_active(attrs: &Attrs) -> bool {
@@ -345,7 +362,11 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                     step.action = Action::Create;
                     step.reason = Some("missing".into());
                     step.changes = field_changes(
-                        &want.keys().cloned().collect::<Vec<_>>(),
+                        &want
+                            .keys()
+                            .filter(|k| !is_internal(input.caps, k))
+                            .cloned()
+                            .collect::<Vec<_>>(),
                         &Attrs::new(),
                         want,
                     );
@@ -370,7 +391,7 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                 let mut names: Vec<String> = want
                     .keys()
                     .chain(rec.attrs.keys())
-                    .filter(|k| !ignore.contains(*k))
+                    .filter(|k| !ignore.contains(*k) && !is_internal(input.caps, k))
                     .filter(|k| !compare::equal(k, want.get(*k), have.get(*k)))
                     .cloned()
                     .collect::<BTreeSet<_>>()
@@ -381,7 +402,7 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                     let drifted: Vec<&String> = rec
                         .attrs
                         .keys()
-                        .filter(|k| !ignore.contains(*k))
+                        .filter(|k| !ignore.contains(*k) && !is_internal(input.caps, k))
                         .filter(|k| !compare::equal(k, rec.attrs.get(*k), have.get(*k)))
                         .collect();
                     if !drifted.is_empty() {
@@ -485,7 +506,11 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                 }
                 step.action = Action::Create;
                 step.changes = field_changes(
-                    &want.keys().cloned().collect::<Vec<_>>(),
+                    &want
+                        .keys()
+                        .filter(|k| !is_internal(input.caps, k))
+                        .cloned()
+                        .collect::<Vec<_>>(),
                     &Attrs::new(),
                     want,
                 );
@@ -575,15 +600,16 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
         let names: Vec<String> = target
             .keys()
             .chain(have.keys().filter(|k| rec.attrs.contains_key(*k)))
-            .filter(|k| !rec.not_kept.contains(*k))
+            .filter(|k| !rec.not_kept.contains(*k) && !is_internal(input.caps, k))
             .filter(|k| !compare::equal(k, target.get(*k), have.get(*k)))
             .cloned()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        if names.is_empty() {
+        if names.is_empty() && secret_kinds(&rec.attrs).is_empty() {
             continue;
         }
+        let revoke_secret = secret_kinds(&rec.attrs);
         removals.push(TargetStep {
             action: Action::Deactivate,
             address: addr,
@@ -596,7 +622,7 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
             current: Some(have),
             set_secret: Vec::new(),
             generate_secret: Vec::new(),
-            revoke_secret: Vec::new(),
+            revoke_secret,
             reason: None,
         });
     }

@@ -165,9 +165,6 @@ pub fn project(
                 creds.push(kind.as_str());
             }
         }
-        if !creds.is_empty() {
-            put("credentials", json!(creds));
-        }
         put(
             "class",
             serde_json::to_value(spec.class).unwrap_or(Value::Null),
@@ -178,6 +175,13 @@ pub fn project(
         );
         for (k, v) in spec.target_attrs.get(name).into_iter().flatten() {
             a.insert(k.clone(), v.clone());
+        }
+        // Always present (it drives which secrets reach the target), even
+        // where the target cannot hold it as an attribute: the planner does
+        // not compare it there (see `plan::is_internal`).
+        // An inactive user holds no secrets on a target: they are revoked.
+        if !creds.is_empty() && spec.active {
+            a.insert("credentials".into(), json!(creds));
         }
         out.insert((ObjKind::User, user.clone()), a);
     }

@@ -566,7 +566,7 @@ fn run_step(
                         record.not_kept.insert(c.field.clone());
                     }
                 }
-                record.attrs = keep_managed(attrs, &done.attrs);
+                record.attrs = keep_managed(&t.caps, attrs, &done.attrs);
             }
             Err(e) => {
                 return fail(
@@ -652,6 +652,21 @@ fn run_step(
             Err(e) => errors.push(format!("revoking the {kind}: {}", e.message)),
         }
     }
+    // roster's own record of the user's credentials follows the config once
+    // the secret steps succeeded (the target does not hold it).
+    if errors.is_empty()
+        && step.kind == ObjKind::User
+        && super::plan::is_internal(&t.caps, "credentials")
+    {
+        match step.attrs.as_ref().and_then(|a| a.get("credentials")) {
+            Some(v) => {
+                record.attrs.insert("credentials".into(), v.clone());
+            }
+            None => {
+                record.attrs.remove("credentials");
+            }
+        }
+    }
     record.updated_at = Some(now.to_string());
     let mut changes = Vec::new();
     // A rename also forgets the record under the old key.
@@ -680,14 +695,17 @@ fn run_step(
 }
 
 /// The read-back attributes roster records: those it manages (the keys of
-/// what it sent), as the target holds them.
-fn keep_managed(sent: &Attrs, held: &Attrs) -> Attrs {
-    sent.keys()
-        .map(|k| {
-            (
-                k.clone(),
-                held.get(k).cloned().unwrap_or(serde_json::Value::Null),
-            )
+/// what it sent), as the target holds them; roster's own bookkeeping
+/// (`credentials` where the target has no such attribute) as sent.
+fn keep_managed(caps: &Capabilities, sent: &Attrs, held: &Attrs) -> Attrs {
+    sent.iter()
+        .map(|(k, v)| {
+            let value = if super::plan::is_internal(caps, k) {
+                v.clone()
+            } else {
+                held.get(k).cloned().unwrap_or(serde_json::Value::Null)
+            };
+            (k.clone(), value)
         })
         .collect()
 }
