@@ -719,6 +719,10 @@ fn the_kit_passes_on_the_example_connector_and_leaves_no_sandbox_object() {
     let (code, out, _) = kit_on(&example(), &db, &["--kind", "user"], 120);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("/group"), "{out}");
+    let (code, out, _) = kit_on(&example(), &db, &["--kind", "group"], 120);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("/user") && !out.contains("paging"), "{out}");
+    assert!(out.contains("PASS create_list_roundtrip/group"), "{out}");
 }
 
 /// Run the kit on a misbehaving connector: it must exit 1 with `FAIL check: ...reason...`.
