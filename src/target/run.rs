@@ -48,7 +48,11 @@ pub fn open_all(targets: &BTreeMap<String, TargetConfig>) -> Result<Vec<Opened>,
     for (name, config) in targets {
         let target = connect(name, config)?;
         let caps = target.open().map_err(|e| {
-            TargetError::new(e.class, format!("target {name}: opening it failed: {e}"))
+            if e.message.contains(name.as_str()) {
+                e
+            } else {
+                TargetError::new(e.class, format!("target {name}: opening it failed: {e}"))
+            }
         })?;
         out.push(Opened {
             name: name.clone(),
