@@ -39,6 +39,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Init(args) => init(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
+        Command::Connector(args) => super::connector::connector_cmd(&args),
     };
     match result {
         Ok(exit) => exit,

@@ -3,6 +3,7 @@
 //! are decided in one place ([`Exit`]).
 
 mod commands;
+mod connector;
 mod governance;
 mod targets;
 
@@ -109,6 +110,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (or write every page to a directory).
     Man(ManArgs),
+    /// Connector tools (`connector test`: the conformance kit for connector authors).
+    Connector(connector::ConnectorArgs),
 }
 
 #[derive(Debug, Args)]

@@ -28,6 +28,7 @@
 //! | group | `roles` | role names |
 
 pub mod compare;
+pub mod connector;
 pub mod plan;
 pub mod project;
 pub mod run;

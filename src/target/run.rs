@@ -31,14 +31,9 @@ pub struct Opened {
 pub fn connect(name: &str, config: &TargetConfig) -> Result<Box<dyn Target>, TargetError> {
     match config {
         TargetConfig::Scim(c) => Ok(Box::new(super::scim::ScimTarget::new(name, c)?)),
-        // The connector client lands in its own commit.
-        TargetConfig::Connector(_) => Err(TargetError::new(
-            super::ErrorClass::Unsupported,
-            format!(
-                "target {name}: {} targets are not in this build yet",
-                config.kind()
-            ),
-        )),
+        TargetConfig::Connector(c) => {
+            Ok(Box::new(super::connector::ConnectorTarget::new(name, c)?))
+        }
     }
 }
 
@@ -48,7 +43,11 @@ pub fn open_all(targets: &BTreeMap<String, TargetConfig>) -> Result<Vec<Opened>,
     for (name, config) in targets {
         let target = connect(name, config)?;
         let caps = target.open().map_err(|e| {
-            TargetError::new(e.class, format!("target {name}: opening it failed: {e}"))
+            if e.message.contains(name.as_str()) {
+                e
+            } else {
+                TargetError::new(e.class, format!("target {name}: opening it failed: {e}"))
+            }
         })?;
         out.push(Opened {
             name: name.clone(),
