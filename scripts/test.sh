@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # roster's test command: prepares what the tests need on a fresh machine
-# (Debian's etcd-server, age and chromium, a virtualenv with scim2-server 0.8.3), then
+# (Debian's etcd-server, age, chromium, slapd and ldap-utils, a virtualenv with
+# scim2-server 0.8.3, the connectors' virtualenv), then
 # runs the whole test suite. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,10 @@ command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_apt+=(etcd-serve
 command -v age >/dev/null 2>&1 || need_apt+=(age)
 # The access report's HTML is tested in a real headless browser.
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The LDAP connector's tests run a throw-away slapd (tests/common/slapd.rs)
+# and check binds with ldapwhoami.
+[ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1 || need_apt+=(slapd)
+command -v ldapwhoami >/dev/null 2>&1 || need_apt+=(ldap-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "roster tests need: ${need_apt[*]} (run: sudo apt-get install -y ${need_apt[*]})" >&2
@@ -44,6 +49,16 @@ if [ ! -x "$venv/bin/scim2-server" ]; then
   "$venv/bin/pip" install -q 'scim2-server==0.8.3'
 fi
 export ROSTER_SCIM_VENV="$venv"
+
+# The shipped connectors (connectors/*/roster_*.py) run in one venv with every
+# connectors/*/requirements.txt (pinned); tests/common/connectors.rs makes the
+# same venv when missing, this installs it up front.
+cvenv="$PWD/target/connector-venv"
+[ -x "$cvenv/bin/python" ] || python3 -m venv "$cvenv"
+for req in connectors/*/requirements.txt; do
+  [ -f "$req" ] || continue
+  "$cvenv/bin/pip" install -q -r "$req"
+done
 
 # Distribution (tests/distribution.rs): cargo-deb builds the .deb (installing
 # it compiles for about 4 minutes on 2 cores, once), man-db renders the packaged

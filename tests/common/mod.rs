@@ -4,5 +4,7 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod connectors;
 pub mod etcd;
+pub mod slapd;
 pub mod store_suite;

@@ -1,0 +1,591 @@
+//! The LDAP connector (`connectors/ldap/roster_ldap.py`) against a real,
+//! throw-away slapd on 127.0.0.1, driven over its JSON-lines protocol
+//! (protocol v1) by a small driver here: users, groups and membership,
+//! server-generated passwords that really bind, rotation, replays,
+//! deactivation, paging and error classes.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::slapd::{self, Slapd};
+use serde_json::{Value, json};
+
+const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+const PW_ENV: &str = "ROSTER_TEST_LDAP_BIND_PW";
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("connectors/ldap/roster_ldap.py")
+}
+
+/// One connector process spoken to line by line, as roster would: the
+/// environment cleared but PATH, HOME, LANG and the bind password's variable.
+struct Driver {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    next_id: u64,
+}
+
+impl Driver {
+    fn spawn(bind_password: &str) -> Driver {
+        let mut cmd = Command::new(common::connectors::python());
+        cmd.arg(script()).env_clear();
+        for var in ["PATH", "HOME", "LANG"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let mut child = cmd
+            .env(PW_ENV, bind_password)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the LDAP connector");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Driver {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr,
+            next_id: 1,
+        }
+    }
+
+    /// Sends `req` (its `id` filled in) and returns the reply, checking that
+    /// it is one JSON object with the same id.
+    fn call(&mut self, mut req: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        req["id"] = json!(id);
+        let stdin = self.stdin.as_mut().expect("the session is open");
+        writeln!(stdin, "{req}").expect("write a request");
+        stdin.flush().expect("flush a request");
+        let line = match self.lines.recv_timeout(REPLY_TIMEOUT) {
+            Ok(l) => l,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("no reply to {} within {REPLY_TIMEOUT:?}", req["op"])
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!(
+                "the connector closed stdout before answering {}; stderr:\n{}",
+                req["op"],
+                self.stderr()
+            ),
+        };
+        let reply: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("reply to {} is not JSON ({e})", req["op"]));
+        assert_eq!(
+            reply["id"],
+            json!(id),
+            "reply to {} carries another id",
+            req["op"]
+        );
+        reply
+    }
+
+    /// A call that must succeed.
+    fn ok(&mut self, req: Value) -> Value {
+        let op = req["op"].clone();
+        let reply = self.call(req);
+        assert_eq!(
+            reply["ok"],
+            json!(true),
+            "{op} failed: {}",
+            error_text(&reply)
+        );
+        reply
+    }
+
+    /// A call that must fail with `class`.
+    fn fails(&mut self, req: Value, class: &str) -> String {
+        let op = req["op"].clone();
+        let reply = self.call(req);
+        assert_eq!(reply["ok"], json!(false), "{op} should fail with {class}");
+        assert_eq!(
+            reply["error"]["class"],
+            json!(class),
+            "{op}: wrong error class: {}",
+            error_text(&reply)
+        );
+        reply["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Closes stdin and waits (bounded) for the connector to exit by itself.
+    fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + EXIT_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the connector") {
+                assert!(status.success(), "the connector exited with {status}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the connector did not exit within {EXIT_TIMEOUT:?} of stdin closing"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the stderr reader drain what is left.
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The error of a failed reply, for assertion messages (never a secret: a
+/// failed reply carries none).
+fn error_text(reply: &Value) -> String {
+    if reply["ok"] == json!(true) {
+        "ok".into()
+    } else {
+        reply["error"].to_string()
+    }
+}
+
+fn config(s: &Slapd, page_size: u32) -> Value {
+    json!({
+        "url": s.url,
+        "bind_dn": slapd::ADMIN_DN,
+        "bind_password_env": PW_ENV,
+        "base_dn": slapd::BASE_DN,
+        "users_ou": "ou=people",
+        "groups_ou": slapd::GROUPS_OU,
+        "page_size": page_size,
+    })
+}
+
+fn hello(d: &mut Driver, s: &Slapd, page_size: u32) -> Value {
+    d.ok(json!({"op": "hello", "versions": [1], "target": "directory", "config": config(s, page_size)}))
+}
+
+fn user_dn(key: &str) -> String {
+    format!("uid={key},{}", slapd::USERS_OU)
+}
+
+fn ensure_user(d: &mut Driver, key: &str, attrs: Value, idem: &str) -> Value {
+    d.ok(
+        json!({"op": "ensure", "kind": "user", "key": key, "ref": null, "previous_key": null,
+                "attrs": attrs, "idem": idem}),
+    )
+}
+
+fn generate(d: &mut Driver, key: &str, idem: &str) -> String {
+    let reply = d.ok(
+        json!({"op": "generate_secret", "key": key, "ref": null, "kind": "password", "idem": idem}),
+    );
+    assert_eq!(reply["secret"]["kind"], json!("password"));
+    let value = reply["secret"]["value"]
+        .as_str()
+        .expect("a generated password")
+        .to_string();
+    assert!(!value.is_empty(), "the generated password is empty");
+    value
+}
+
+/// Every item of `kind`, following `next` (bounded), with the page count.
+fn list_all(d: &mut Driver, kind: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut cursor = Value::Null;
+    for page in 1..=1000 {
+        let reply = d.ok(json!({"op": "list", "kind": kind, "cursor": cursor}));
+        items.extend(reply["items"].as_array().expect("items").iter().cloned());
+        match &reply["next"] {
+            Value::Null => return (items, page),
+            Value::String(_) => cursor = reply["next"].clone(),
+            other => panic!("next is neither null nor a string: {other}"),
+        }
+    }
+    panic!("list {kind} did not end within 1000 pages");
+}
+
+fn find<'a>(items: &'a [Value], key: &str) -> Option<&'a Value> {
+    items.iter().find(|i| i["key"] == json!(key))
+}
+
+#[test]
+fn users_groups_passwords_and_deactivation_against_slapd() {
+    let s = Slapd::start();
+    let mut d = Driver::spawn(s.admin_password());
+    let caps = hello(&mut d, &s, 100);
+    assert_eq!(caps["version"], json!(1));
+    assert_eq!(
+        caps["capabilities"],
+        json!({"kinds": ["user", "group"], "paging": true, "membership": "on_group",
+               "secrets": {"password": "target_generated"}})
+    );
+
+    // Create a user; a second identical ensure changes nothing.
+    let attrs = json!({"display_name": "Survey Sync", "first_name": "Survey", "last_name": "Sync",
+                       "email": "Survey-Sync@Example.test", "active": true, "description": "nightly survey export",
+                       "roles": ["reader"], "credentials": ["password"]});
+    let created = ensure_user(&mut d, "survey-sync", attrs.clone(), "p1/user.survey-sync");
+    assert_eq!(created["changed"], json!(true));
+    let uref = created["ref"].as_str().expect("a ref").to_string();
+    assert_eq!(created["attrs"]["display_name"], json!("Survey Sync"));
+    assert_eq!(created["attrs"]["first_name"], json!("Survey"));
+    assert_eq!(created["attrs"]["last_name"], json!("Sync"));
+    assert_eq!(created["attrs"]["email"], json!("Survey-Sync@Example.test"));
+    assert_eq!(
+        created["attrs"]["description"],
+        json!("nightly survey export")
+    );
+    assert_eq!(created["attrs"]["active"], json!(true));
+    assert!(
+        created["attrs"].get("roles").is_none(),
+        "roles are not kept by LDAP: {}",
+        created["attrs"]
+    );
+    let again = ensure_user(&mut d, "survey-sync", attrs.clone(), "p2/user.survey-sync");
+    assert_eq!(
+        again["changed"],
+        json!(false),
+        "a repeated ensure must be a no-op"
+    );
+    assert_eq!(again["ref"], json!(uref));
+    let raw = s.search(
+        &user_dn("survey-sync"),
+        "(objectClass=*)",
+        &["cn", "sn", "mail", "objectClass"],
+    );
+    assert!(raw.contains("cn: Survey Sync"), "{raw}");
+    assert!(raw.contains("sn: Sync"), "{raw}");
+    assert!(raw.contains("objectClass: inetOrgPerson"), "{raw}");
+
+    // A changed attribute is written; a dropped one is removed.
+    let mut changed_attrs = attrs.clone();
+    changed_attrs["email"] = json!("ops@example.test");
+    changed_attrs["description"] = Value::Null;
+    let upd = ensure_user(
+        &mut d,
+        "survey-sync",
+        changed_attrs.clone(),
+        "p3/user.survey-sync",
+    );
+    assert_eq!(upd["changed"], json!(true));
+    assert_eq!(upd["attrs"]["email"], json!("ops@example.test"));
+    assert!(
+        upd["attrs"].get("description").is_none(),
+        "{}",
+        upd["attrs"]
+    );
+
+    // A group with the user as member: a groupOfNames whose member is the user's DN.
+    ensure_user(&mut d, "other", json!({"active": true}), "p3/user.other");
+    let g = d.ok(json!({"op": "ensure", "kind": "group", "key": "exporters", "ref": null, "previous_key": null,
+                        "attrs": {"description": "export jobs", "members": ["survey-sync", "other"]}, "idem": "p3/group"}));
+    assert_eq!(g["changed"], json!(true));
+    assert_eq!(g["attrs"]["members"], json!(["other", "survey-sync"]));
+    let raw = s.search(
+        &format!("cn=exporters,{}", slapd::GROUPS_OU),
+        "(objectClass=*)",
+        &["member", "objectClass"],
+    );
+    assert!(raw.contains("objectClass: groupOfNames"), "{raw}");
+    assert!(
+        raw.contains(&format!("member: {}", user_dn("survey-sync"))),
+        "{raw}"
+    );
+    let g2 = d.ok(json!({"op": "ensure", "kind": "group", "key": "exporters", "ref": g["ref"], "previous_key": null,
+                         "attrs": {"description": "export jobs", "members": ["other", "survey-sync"]}, "idem": "p4/group"}));
+    assert_eq!(g2["changed"], json!(false));
+    // Emptying the group keeps the placeholder member groupOfNames requires.
+    let g3 = d.ok(json!({"op": "ensure", "kind": "group", "key": "exporters", "ref": g["ref"], "previous_key": null,
+                         "attrs": {"description": "export jobs", "members": []}, "idem": "p5/group"}));
+    assert_eq!(g3["changed"], json!(true));
+    assert_eq!(g3["attrs"]["members"], json!([]));
+    let raw = s.search(
+        &format!("cn=exporters,{}", slapd::GROUPS_OU),
+        "(objectClass=*)",
+        &["member"],
+    );
+    assert!(
+        raw.contains(&format!("member: {}", slapd::GROUPS_OU)),
+        "{raw}"
+    );
+    d.ok(json!({"op": "ensure", "kind": "group", "key": "exporters", "ref": g["ref"], "previous_key": null,
+                "attrs": {"description": "export jobs", "members": ["survey-sync"]}, "idem": "p6/group"}));
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "exporters").expect("the group is listed")["attrs"]["members"],
+        json!(["survey-sync"])
+    );
+
+    // No password yet: nothing binds.
+    let dn = user_dn("survey-sync");
+    assert!(!s.binds(&dn, "not-a-password"));
+
+    // generate_secret: slapd generates the password, and it binds.
+    let first = generate(&mut d, "survey-sync", "p7/secret.survey-sync");
+    assert!(s.binds(&dn, &first), "the generated password must bind");
+
+    // A replay of the same idem mints nothing: conflict, and the password stands.
+    let msg = d.fails(
+        json!({"op": "generate_secret", "key": "survey-sync", "ref": uref, "kind": "password", "idem": "p7/secret.survey-sync"}),
+        "conflict",
+    );
+    assert!(msg.contains("already generated"), "{msg}");
+    assert!(
+        s.binds(&dn, &first),
+        "a replay must not replace the password"
+    );
+
+    // Rotation: a new idem mints a new password; the old one stops binding.
+    let second = generate(&mut d, "survey-sync", "p8/secret.survey-sync");
+    assert_ne!(first, second);
+    assert!(s.binds(&dn, &second), "the rotated password must bind");
+    assert!(
+        !s.binds(&dn, &first),
+        "the old password must no longer bind"
+    );
+
+    // Deactivation locks the entry (ppolicy): the password no longer binds.
+    let mut inactive = changed_attrs.clone();
+    inactive["active"] = json!(false);
+    let off = ensure_user(
+        &mut d,
+        "survey-sync",
+        inactive.clone(),
+        "p9/user.survey-sync",
+    );
+    assert_eq!(off["changed"], json!(true));
+    assert_eq!(off["attrs"]["active"], json!(false));
+    assert!(!s.binds(&dn, &second), "a deactivated user must not bind");
+    let off2 = ensure_user(
+        &mut d,
+        "survey-sync",
+        inactive.clone(),
+        "p10/user.survey-sync",
+    );
+    assert_eq!(off2["changed"], json!(false));
+    // Rotating a deactivated user's password does not unlock it.
+    let third = generate(&mut d, "survey-sync", "p11/secret.survey-sync");
+    assert!(
+        !s.binds(&dn, &third),
+        "rotation must not reactivate a deactivated user"
+    );
+    let (users, _) = list_all(&mut d, "user");
+    assert_eq!(
+        find(&users, "survey-sync").expect("listed")["attrs"]["active"],
+        json!(false)
+    );
+
+    // Reactivation restores binding with the current password.
+    let on = ensure_user(
+        &mut d,
+        "survey-sync",
+        changed_attrs.clone(),
+        "p12/user.survey-sync",
+    );
+    assert_eq!(on["changed"], json!(true));
+    assert_eq!(on["attrs"]["active"], json!(true));
+    assert!(s.binds(&dn, &third), "a reactivated user binds again");
+    assert!(!s.binds(&dn, &second));
+
+    // revoke_secret removes the password; revoking again is fine.
+    d.ok(json!({"op": "revoke_secret", "key": "survey-sync", "ref": uref, "kind": "password", "idem": "p13/revoke"}));
+    assert!(!s.binds(&dn, &third), "a revoked password must not bind");
+    d.ok(json!({"op": "revoke_secret", "key": "survey-sync", "ref": uref, "kind": "password", "idem": "p14/revoke"}));
+
+    // Deleting the user drops it from its group; deleting again succeeds.
+    d.ok(json!({"op": "delete", "kind": "user", "key": "survey-sync", "ref": uref, "idem": "p15/delete"}));
+    d.ok(json!({"op": "delete", "kind": "user", "key": "survey-sync", "ref": uref, "idem": "p16/delete"}));
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "exporters").expect("still listed")["attrs"]["members"],
+        json!([])
+    );
+    d.ok(json!({"op": "delete", "kind": "group", "key": "exporters", "ref": g["ref"], "idem": "p17/delete"}));
+    let (groups, _) = list_all(&mut d, "group");
+    assert!(find(&groups, "exporters").is_none());
+
+    let stderr = d.finish();
+    for secret in [&first, &second, &third, &s.admin_password().to_string()] {
+        assert!(
+            !stderr.contains(secret.as_str()),
+            "a secret appeared on the connector's stderr"
+        );
+    }
+    assert!(
+        stderr.contains("generated a password for user survey-sync"),
+        "the log names what it did:\n{stderr}"
+    );
+}
+
+#[test]
+fn list_pages_through_more_than_one_page() {
+    let s = Slapd::start();
+    let mut d = Driver::spawn(s.admin_password());
+    hello(&mut d, &s, 3);
+    let keys: Vec<String> = (0..11).map(|i| format!("pager-{i:02}")).collect();
+    for k in &keys {
+        ensure_user(
+            &mut d,
+            k,
+            json!({"display_name": format!("Pager {k}"), "active": true}),
+            &format!("p/{k}"),
+        );
+    }
+    let (items, pages) = list_all(&mut d, "user");
+    assert!(
+        pages >= 4,
+        "11 users at 3 per page take at least 4 pages, got {pages}"
+    );
+    let mut listed: Vec<String> = items
+        .iter()
+        .map(|i| i["key"].as_str().expect("key").to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, keys, "every user exactly once");
+    for i in &items {
+        assert!(
+            i["ref"].as_str().is_some_and(|r| !r.is_empty()),
+            "an item without ref: {i}"
+        );
+        assert_eq!(
+            i["attrs"]["display_name"],
+            json!(format!("Pager {}", i["key"].as_str().unwrap_or_default()))
+        );
+    }
+    // A cursor from another kind, or garbage, is refused clearly.
+    let reply = d.ok(json!({"op": "list", "kind": "user", "cursor": null}));
+    let cursor = reply["next"].clone();
+    assert!(cursor.is_string());
+    d.fails(
+        json!({"op": "list", "kind": "group", "cursor": cursor}),
+        "invalid",
+    );
+    d.fails(
+        json!({"op": "list", "kind": "user", "cursor": "not-a-cursor"}),
+        "invalid",
+    );
+    d.finish();
+}
+
+#[test]
+fn errors_map_to_protocol_classes() {
+    let s = Slapd::start();
+
+    // Before hello nothing else runs; unknown ops are unsupported.
+    let mut d = Driver::spawn(s.admin_password());
+    d.fails(
+        json!({"op": "list", "kind": "user", "cursor": null}),
+        "invalid",
+    );
+    d.fails(json!({"op": "frobnicate"}), "unsupported");
+    d.fails(
+        json!({"op": "hello", "versions": [2], "target": "t", "config": config(&s, 10)}),
+        "unsupported",
+    );
+    let mut bad = config(&s, 10);
+    bad.as_object_mut().expect("object").remove("users_ou");
+    let msg = d.fails(
+        json!({"op": "hello", "versions": [1], "target": "t", "config": bad}),
+        "invalid",
+    );
+    assert!(msg.contains("users_ou"), "{msg}");
+    let mut bad = config(&s, 10);
+    bad["bind_password_env"] = json!("ROSTER_TEST_LDAP_UNSET_VARIABLE");
+    let msg = d.fails(
+        json!({"op": "hello", "versions": [1], "target": "t", "config": bad}),
+        "invalid",
+    );
+    assert!(msg.contains("ROSTER_TEST_LDAP_UNSET_VARIABLE"), "{msg}");
+    let mut bad = config(&s, 10);
+    bad["groups_ou"] = json!("ou=missing");
+    let msg = d.fails(
+        json!({"op": "hello", "versions": [1], "target": "t", "config": bad}),
+        "invalid",
+    );
+    assert!(msg.contains("ou=missing"), "{msg}");
+    d.finish();
+
+    // A wrong bind password is an auth error, and is not echoed.
+    let mut d = Driver::spawn("wrong-bind-password-7c1");
+    let msg = d.fails(
+        json!({"op": "hello", "versions": [1], "target": "t", "config": config(&s, 10)}),
+        "auth",
+    );
+    assert!(!msg.contains("wrong-bind-password-7c1"), "{msg}");
+    let stderr = d.finish();
+    assert!(!stderr.contains("wrong-bind-password-7c1"));
+
+    let mut d = Driver::spawn(s.admin_password());
+    hello(&mut d, &s, 10);
+    d.fails(json!({"op": "set_secret", "key": "x", "ref": null, "kind": "password", "value": "v", "idem": "i"}), "unsupported");
+    d.fails(json!({"op": "generate_secret", "key": "nobody", "ref": null, "kind": "password", "idem": "i"}), "not_found");
+    d.fails(json!({"op": "generate_secret", "key": "nobody", "ref": null, "kind": "token", "idem": "i"}), "unsupported");
+    d.fails(json!({"op": "ensure", "kind": "printer", "key": "x", "ref": null, "attrs": {}, "idem": "i"}), "invalid");
+    d.fails(json!({"op": "ensure", "kind": "group", "key": "g", "ref": null, "attrs": {"members": "alice"}, "idem": "i"}), "invalid");
+    // Unknown request fields are ignored.
+    let r = d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd", "ref": null, "attrs": {}, "idem": "i", "future": {"x": 1}}));
+    assert_eq!(r["changed"], json!(true));
+    d.ok(json!({"op": "delete", "kind": "group", "key": "never-was", "ref": null, "idem": "i"}));
+
+    // Rename: the entry moves to the new uid and its group follows.
+    d.ok(json!({"op": "ensure", "kind": "group", "key": "team", "ref": null, "attrs": {"members": ["fwd"]}, "idem": "i"}));
+    let renamed = d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd-2", "ref": r["ref"], "previous_key": "fwd",
+                              "attrs": {}, "idem": "i2"}));
+    assert_eq!(renamed["changed"], json!(true));
+    assert_eq!(renamed["ref"], r["ref"], "a rename keeps the ref");
+    let (users, _) = list_all(&mut d, "user");
+    assert!(find(&users, "fwd").is_none() && find(&users, "fwd-2").is_some());
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "team").expect("listed")["attrs"]["members"],
+        json!(["fwd-2"])
+    );
+
+    // A rename onto a DN that is taken is a conflict.
+    d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd-3", "ref": r["ref"], "previous_key": "fwd-2",
+                "attrs": {}, "idem": "i3"}));
+    d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd-4", "ref": null, "attrs": {}, "idem": "i4"}));
+    d.fails(json!({"op": "ensure", "kind": "user", "key": "fwd-4", "ref": r["ref"], "previous_key": "fwd-3",
+                   "attrs": {}, "idem": "i5"}), "conflict");
+    d.finish();
+}
