@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # roster's test command: prepares what the tests need on a fresh machine
 # (Debian's etcd-server, age, chromium, slapd and ldap-utils, a virtualenv with
-# scim2-server 0.8.3, the connectors' virtualenv), then
+# scim2-server 0.8.3, another with the connectors' requirements), then
 # runs the whole test suite. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,15 +50,28 @@ if [ ! -x "$venv/bin/scim2-server" ]; then
 fi
 export ROSTER_SCIM_VENV="$venv"
 
-# The shipped connectors (connectors/*/roster_*.py) run in one venv with every
-# connectors/*/requirements.txt (pinned); tests/common/connectors.rs makes the
-# same venv when missing, this installs it up front.
-cvenv="$PWD/target/connector-venv"
-[ -x "$cvenv/bin/python" ] || python3 -m venv "$cvenv"
-for req in connectors/*/requirements.txt; do
-  [ -f "$req" ] || continue
-  "$cvenv/bin/pip" install -q -r "$req"
-done
+# roster's shipped connectors run in the tests from one venv filled from every
+# connectors/*/requirements.txt (pinned). The stamp records what it was filled
+# from, in the form tests/common/connectors.rs compares, so it is filled again
+# only when a requirements file changes.
+connector_venv="$PWD/target/connector-venv"
+connector_requirements() (
+  export LC_ALL=C
+  for f in connectors/*/requirements.txt; do
+    if [ -f "$f" ]; then printf '%s\n' "$f"; cat "$f"; fi
+  done
+)
+if [ ! -x "$connector_venv/bin/python" ] ||
+  ! connector_requirements | cmp -s - "$connector_venv/.roster-requirements"; then
+  echo "Installing the connectors' requirements into $connector_venv" >&2
+  [ -x "$connector_venv/bin/python" ] || python3 -m venv "$connector_venv"
+  reqs=()
+  for f in connectors/*/requirements.txt; do
+    if [ -f "$f" ]; then reqs+=(-r "$f"); fi
+  done
+  if [ ${#reqs[@]} -gt 0 ]; then "$connector_venv/bin/pip" install -q "${reqs[@]}"; fi
+  connector_requirements >"$connector_venv/.roster-requirements"
+fi
 
 # Distribution (tests/distribution.rs): cargo-deb builds the .deb (installing
 # it compiles for about 4 minutes on 2 cores, once), man-db renders the packaged

@@ -21,7 +21,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 const PW_ENV: &str = "ROSTER_TEST_LDAP_BIND_PW";
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("connectors/ldap/roster_ldap.py")
+    common::connectors::connector_script("ldap", "roster_ldap.py")
 }
 
 /// One connector process spoken to line by line, as roster would: the
