@@ -492,6 +492,53 @@ fn list_pages_through_more_than_one_page() {
             json!(format!("Pager {}", i["key"].as_str().unwrap_or_default()))
         );
     }
+    // Paging survives other requests between pages: a group list, a write,
+    // and a fresh user list started over while one is half-way.
+    d.ok(
+        json!({"op": "ensure", "kind": "group", "key": "pagers", "ref": null,
+                "attrs": {"members": ["pager-00", "pager-10"]}, "idem": "p/group"}),
+    );
+    let first_page = d.ok(json!({"op": "list", "kind": "user", "cursor": null}));
+    assert_eq!(first_page["items"].as_array().map(Vec::len), Some(3));
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "pagers").expect("listed")["attrs"]["members"],
+        json!(["pager-00", "pager-10"])
+    );
+    ensure_user(&mut d, "pager-11", json!({"active": true}), "p/pager-11");
+    let mut rest = Vec::new();
+    let mut cursor = first_page["next"].clone();
+    for _ in 0..100 {
+        if cursor.is_null() {
+            break;
+        }
+        let page = d.ok(json!({"op": "list", "kind": "user", "cursor": cursor}));
+        rest.extend(page["items"].as_array().expect("items").iter().cloned());
+        cursor = page["next"].clone();
+    }
+    assert!(cursor.is_null(), "the interrupted listing did not end");
+    let mut seen: Vec<String> = first_page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .chain(rest.iter())
+        .map(|i| i["key"].as_str().expect("key").to_string())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert!(
+        seen.len() >= 11,
+        "a listing with other requests between pages lost users: {seen:?}"
+    );
+    let half = d.ok(json!({"op": "list", "kind": "user", "cursor": null}));
+    assert!(half["next"].is_string());
+    let (again, _) = list_all(&mut d, "user");
+    assert_eq!(
+        again.len(),
+        12,
+        "a listing started over sees every user once"
+    );
+
     // A cursor from another kind, or garbage, is refused clearly.
     let reply = d.ok(json!({"op": "list", "kind": "user", "cursor": null}));
     let cursor = reply["next"].clone();

@@ -141,6 +141,7 @@ class Connector:
     def __init__(self):
         self.cfg = None
         self.conn = None
+        self.list_conns = {}
         self.bind_password = None
 
     # ---- configuration and connection ----------------------------------
@@ -188,7 +189,7 @@ class Connector:
             "idem_attr": idem_attr,
         }
         self.bind_password = pw
-        self.conn = None
+        self.drop_connections()
         try:
             c = self.connection()
             for k in ("users_ou", "groups_ou"):
@@ -201,9 +202,13 @@ class Connector:
             self.bind_password = None
             raise
 
-    def connection(self):
-        if self.conn is not None and not self.conn.closed and self.conn.bound:
-            return self.conn
+    def connection(self, purpose="main"):
+        """A bound connection: "main" for everything but paged lists, which
+        get one per kind (a paged search's cookie belongs to its connection,
+        so listing groups between two pages of users must not disturb it)."""
+        have = self.conn if purpose == "main" else self.list_conns.get(purpose)
+        if have is not None and not have.closed and have.bound:
+            return have
         try:
             server = ldap3.Server(self.cfg["url"], get_info=ldap3.NONE, connect_timeout=10)
         except lexc.LDAPException as e:
@@ -224,8 +229,21 @@ class Connector:
             raise Fail(RESULT_CLASSES.get(e.result, "fatal"), f"binding as {self.cfg['bind_dn']} to {self.cfg['url']} failed: {e.description}")
         except lexc.LDAPException as e:
             raise Fail("retryable", f"connecting to {self.cfg['url']} failed: {type(e).__name__}")
-        self.conn = conn
+        if purpose == "main":
+            self.conn = conn
+        else:
+            self.list_conns[purpose] = conn
         return conn
+
+    def drop_connections(self):
+        for c in [self.conn, *self.list_conns.values()]:
+            if c is not None:
+                try:
+                    c.unbind()
+                except Exception:
+                    pass
+        self.conn = None
+        self.list_conns = {}
 
     # ---- DNs and keys --------------------------------------------------
 
@@ -344,7 +362,7 @@ class Connector:
                 cookie = base64.b64decode(d["c"])
             except Exception:
                 raise Fail("invalid", "list: cursor is not one this connector returned for this kind")
-        c = self.connection()
+        c = self.connection("list-" + kind)
         flt = "(objectClass=inetOrgPerson)" if kind == "user" else "(objectClass=groupOfNames)"
         attrs = USER_ATTRS if kind == "user" else GROUP_ATTRS
         try:
@@ -352,7 +370,7 @@ class Connector:
                      paged_size=self.cfg["page_size"], paged_cookie=cookie)
         except lexc.LDAPOperationResult as e:
             if cookie is not None and e.result in (2, 53):
-                raise Fail("invalid", "list: the paging cursor is no longer valid (the connection was reset); list again from the start")
+                raise Fail("invalid", "list: the server no longer knows this paging cursor (the connection was reset, or this kind's listing was started over); list again from the start")
             raise
         items = [self.item(kind, {"dn": r["dn"], "attrs": dict(r["attributes"])})
                  for r in c.response if r.get("type") == "searchResEntry"]
@@ -642,10 +660,10 @@ class Connector:
             cls = RESULT_CLASSES.get(e.result, "fatal")
             raise Fail(cls, f"{req.get('op')}: the LDAP server answered {e.description} ({e.result}){': ' + e.message if e.message else ''}")
         except (lexc.LDAPCommunicationError, lexc.LDAPResponseTimeoutError, lexc.LDAPSocketOpenError) as e:
-            self.conn = None
+            self.drop_connections()
             raise Fail("retryable", f"{req.get('op')}: lost the connection to the LDAP server ({type(e).__name__})", retry_after=1)
         except lexc.LDAPException as e:
-            self.conn = None
+            self.drop_connections()
             raise Fail("fatal", f"{req.get('op')}: LDAP client error ({type(e).__name__})")
 
 
@@ -683,11 +701,7 @@ def main():
         except Exception as e:  # a bug here must not hang roster or leak data
             log(f"internal error in {req.get('op')}: {type(e).__name__}")
             reply({"id": rid, "ok": False, "error": {"class": "fatal", "message": f"connector internal error ({type(e).__name__})"}})
-    if conn.conn is not None:
-        try:
-            conn.conn.unbind()
-        except Exception:
-            pass
+    conn.drop_connections()
 
 
 if __name__ == "__main__":
