@@ -556,7 +556,7 @@ fn list_pages_through_more_than_one_page() {
 
 #[test]
 fn errors_map_to_protocol_classes() {
-    let s = Slapd::start();
+    let mut s = Slapd::start();
 
     // Before hello nothing else runs; unknown ops are unsupported.
     let mut d = Driver::spawn(s.admin_password());
@@ -628,11 +628,46 @@ fn errors_map_to_protocol_classes() {
         json!(["fwd-2"])
     );
 
+    // Keys with DN metacharacters are escaped in the DN and read back as written.
+    let odd = "ops+eu,\"night\"";
+    let r = ensure_user(&mut d, odd, json!({"display_name": "Odd = key"}), "i6");
+    assert_eq!(r["changed"], json!(true));
+    assert_eq!(r["attrs"]["display_name"], json!("Odd = key"));
+    let r2 = ensure_user(&mut d, odd, json!({"display_name": "Odd = key"}), "i7");
+    assert_eq!(r2["changed"], json!(false));
+    let g = d.ok(json!({"op": "ensure", "kind": "group", "key": "odd;group", "ref": null, "attrs": {"members": [odd]}, "idem": "i8"}));
+    assert_eq!(g["attrs"]["members"], json!([odd]));
+    let (users, _) = list_all(&mut d, "user");
+    assert!(find(&users, odd).is_some(), "{users:?}");
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "odd;group").expect("listed")["attrs"]["members"],
+        json!([odd])
+    );
+
     // A rename onto a DN that is taken is a conflict.
     d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd-3", "ref": r["ref"], "previous_key": "fwd-2",
                 "attrs": {}, "idem": "i3"}));
     d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd-4", "ref": null, "attrs": {}, "idem": "i4"}));
     d.fails(json!({"op": "ensure", "kind": "user", "key": "fwd-4", "ref": r["ref"], "previous_key": "fwd-3",
                    "attrs": {}, "idem": "i5"}), "conflict");
+
+    // The server gone: retryable, not fatal; the session survives it.
+    s.stop();
+    let reply = d.call(json!({"op": "list", "kind": "user", "cursor": null}));
+    assert_eq!(reply["ok"], json!(false));
+    assert_eq!(
+        reply["error"]["class"],
+        json!("retryable"),
+        "{}",
+        error_text(&reply)
+    );
+    let reply = d.call(json!({"op": "ensure", "kind": "user", "key": "late", "ref": null, "attrs": {}, "idem": "i9"}));
+    assert_eq!(
+        reply["error"]["class"],
+        json!("retryable"),
+        "{}",
+        error_text(&reply)
+    );
     d.finish();
 }

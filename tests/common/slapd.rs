@@ -301,7 +301,8 @@ impl Slapd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn stop(&mut self) {
+    /// Stops the server (SIGTERM, bounded wait, then SIGKILL). Also on drop.
+    pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
