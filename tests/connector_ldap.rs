@@ -645,6 +645,49 @@ fn errors_map_to_protocol_classes() {
         json!([odd])
     );
 
+    // Entries roster cannot address are not listed; members that are not
+    // roster users stay in a group roster manages.
+    s.modify(&format!(
+        "dn: cn=Legacy Person,{users}\nobjectClass: inetOrgPerson\ncn: Legacy Person\nsn: Person\nuid: legacy\n\n\
+         dn: cn=shared,{groups}\nobjectClass: groupOfNames\ncn: shared\nmember: cn=printer,ou=devices,{base}\n",
+        users = slapd::USERS_OU,
+        groups = slapd::GROUPS_OU,
+        base = slapd::BASE_DN
+    ));
+    let (users, _) = list_all(&mut d, "user");
+    assert!(
+        find(&users, "legacy").is_none() && find(&users, "Legacy Person").is_none(),
+        "{users:?}"
+    );
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "shared").expect("listed")["attrs"]["members"],
+        json!([])
+    );
+    let r = d.ok(json!({"op": "ensure", "kind": "group", "key": "shared", "ref": null, "attrs": {"members": [odd]}, "idem": "i10"}));
+    assert_eq!(r["attrs"]["members"], json!([odd]));
+    let raw = s.search(
+        &format!("cn=shared,{}", slapd::GROUPS_OU),
+        "(objectClass=*)",
+        &["member"],
+    );
+    assert!(
+        raw.contains(&format!("member: cn=printer,ou=devices,{}", slapd::BASE_DN)),
+        "{raw}"
+    );
+    let r = d.ok(json!({"op": "ensure", "kind": "group", "key": "shared", "ref": null, "attrs": {"members": []}, "idem": "i11"}));
+    assert_eq!(r["attrs"]["members"], json!([]));
+    let raw = s.search(
+        &format!("cn=shared,{}", slapd::GROUPS_OU),
+        "(objectClass=*)",
+        &["member"],
+    );
+    assert!(raw.contains("member: cn=printer"), "{raw}");
+    assert!(
+        !raw.contains(&format!("member: {}", slapd::GROUPS_OU)),
+        "no placeholder while a foreign member holds the group: {raw}"
+    );
+
     // A rename onto a DN that is taken is a conflict.
     d.ok(json!({"op": "ensure", "kind": "user", "key": "fwd-3", "ref": r["ref"], "previous_key": "fwd-2",
                 "attrs": {}, "idem": "i3"}));

@@ -254,17 +254,22 @@ class Connector:
         rdn = "uid" if kind == "user" else "cn"
         return f"{rdn}={escape_rdn(key)},{self.ou(kind)}"
 
-    def key_of_user_dn(self, dn):
-        """The roster key of a user DN under users_ou, else None."""
+    def key_of_dn(self, kind, dn):
+        """The roster key of an entry DN: the value of its single-valued RDN
+        (uid for users, cn for groups) directly under the kind's OU, else None."""
         try:
             parts = parse_dn(dn)
         except Exception:
             return None
-        if len(parts) < 2 or parts[0][0].strip().lower() != "uid" or parts[0][2] == "+":
+        rdn = "uid" if kind == "user" else "cn"
+        if len(parts) < 2 or parts[0][0].strip().lower() != rdn or parts[0][2] == "+":
             return None
-        if norm_parts(parts[1:]) != norm_dn(self.cfg["users_ou"]):
+        if norm_parts(parts[1:]) != norm_dn(self.ou(kind)):
             return None
         return unescape_dn_value(parts[0][1].strip())
+
+    def key_of_user_dn(self, dn):
+        return self.key_of_dn("user", dn)
 
     def placeholder(self):
         return self.cfg["groups_ou"]
@@ -337,14 +342,13 @@ class Connector:
         return out
 
     def item(self, kind, e):
-        a = e["attrs"]
-        if kind == "user":
-            key = first(a, "uid")
-            attrs = self.user_attrs(e, key)
-        else:
-            key = first(a, "cn")
-            attrs = self.group_attrs(e)
-        return {"key": key, "ref": first(a, "entryUUID"), "attrs": attrs}
+        """A list item, or None for an entry this connector cannot address
+        (its RDN is not uid=KEY / cn=KEY directly under the OU)."""
+        key = self.key_of_dn(kind, e["dn"])
+        if key is None:
+            return None
+        attrs = self.user_attrs(e, key) if kind == "user" else self.group_attrs(e)
+        return {"key": key, "ref": first(e["attrs"], "entryUUID"), "attrs": attrs}
 
     # ---- operations -----------------------------------------------------
 
@@ -379,7 +383,10 @@ class Connector:
         if nxt:
             blob = json.dumps({"k": kind, "c": base64.b64encode(nxt).decode()})
             cursor = base64.urlsafe_b64encode(blob.encode()).decode()
-        return {"items": [i for i in items if i["key"]], "next": cursor}
+        skipped = sum(1 for i in items if i is None)
+        if skipped:
+            log(f"list {kind}: skipped {skipped} entries not named {'uid' if kind == 'user' else 'cn'}=KEY directly under {self.ou(kind)}")
+        return {"items": [i for i in items if i is not None], "next": cursor}
 
     def set_lock(self, dn, active):
         c = self.connection()

@@ -301,6 +301,36 @@ impl Slapd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `ldapadd` (or `ldapmodify` LDIF with changetypes) as the admin.
+    pub fn modify(&self, ldif: &str) {
+        let pwfile = self.dir.path().join(format!("adminpw-{}", random_hex(8)));
+        fs::write(&pwfile, &self.admin_password).expect("write the admin password file");
+        let mut child = Command::new(binary("ldapmodify"))
+            .args(["-x", "-a", "-o", "nettimeout=5", "-H"])
+            .arg(&self.url)
+            .args(["-D", ADMIN_DN, "-y"])
+            .arg(&pwfile)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ldapmodify");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(ldif.as_bytes())
+            .expect("write LDIF to ldapmodify");
+        let out = child.wait_with_output().expect("wait for ldapmodify");
+        let _ = fs::remove_file(&pwfile);
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Stops the server (SIGTERM, bounded wait, then SIGKILL). Also on drop.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
