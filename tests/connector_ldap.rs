@@ -714,3 +714,80 @@ fn errors_map_to_protocol_classes() {
     );
     d.finish();
 }
+
+/// Not the rootdn: a service account with only the grants the README lists
+/// (`manage` on the two OUs) does everything the connector needs.
+#[test]
+fn a_service_account_with_the_readme_grants_suffices() {
+    let s = Slapd::start();
+    let mut d = Driver::spawn(s.service_password());
+    let mut cfg = config(&s, 2);
+    cfg["bind_dn"] = json!(slapd::SERVICE_DN);
+    d.ok(json!({"op": "hello", "versions": [1], "target": "directory", "config": cfg}));
+    let u = ensure_user(
+        &mut d,
+        "svc-acl",
+        json!({"display_name": "ACL", "active": true}),
+        "a/1",
+    );
+    assert_eq!(u["changed"], json!(true));
+    for k in ["svc-acl-2", "svc-acl-3"] {
+        ensure_user(&mut d, k, json!({}), "a/2");
+    }
+    d.ok(
+        json!({"op": "ensure", "kind": "group", "key": "acl-group", "ref": null,
+                "attrs": {"members": ["svc-acl"]}, "idem": "a/3"}),
+    );
+    let dn = user_dn("svc-acl");
+    let first = generate(&mut d, "svc-acl", "a/4");
+    assert!(s.binds(&dn, &first));
+    d.fails(json!({"op": "generate_secret", "key": "svc-acl", "ref": u["ref"], "kind": "password", "idem": "a/4"}), "conflict");
+    let second = generate(&mut d, "svc-acl", "a/5");
+    assert!(s.binds(&dn, &second) && !s.binds(&dn, &first));
+    ensure_user(
+        &mut d,
+        "svc-acl",
+        json!({"display_name": "ACL", "active": false}),
+        "a/6",
+    );
+    assert!(
+        !s.binds(&dn, &second),
+        "deactivated by the service account: no bind"
+    );
+    let third = generate(&mut d, "svc-acl", "a/7");
+    assert!(!s.binds(&dn, &third), "still locked after a rotation");
+    ensure_user(
+        &mut d,
+        "svc-acl",
+        json!({"display_name": "ACL", "active": true}),
+        "a/8",
+    );
+    assert!(s.binds(&dn, &third));
+    let (users, pages) = list_all(&mut d, "user");
+    assert_eq!(users.len(), 3);
+    assert!(pages >= 2);
+    d.ok(json!({"op": "revoke_secret", "key": "svc-acl", "ref": u["ref"], "kind": "password", "idem": "a/9"}));
+    assert!(!s.binds(&dn, &third));
+    d.ok(
+        json!({"op": "delete", "kind": "user", "key": "svc-acl", "ref": u["ref"], "idem": "a/10"}),
+    );
+    let (groups, _) = list_all(&mut d, "group");
+    assert_eq!(
+        find(&groups, "acl-group").expect("listed")["attrs"]["members"],
+        json!([])
+    );
+    let stderr = d.finish();
+    for secret in [&first, &second, &third] {
+        assert!(!stderr.contains(secret.as_str()));
+    }
+    assert!(!stderr.contains(s.service_password()));
+
+    // Outside its grants the service account gets `auth`, not a crash.
+    let mut d = Driver::spawn(s.service_password());
+    let mut cfg = config(&s, 2);
+    cfg["bind_dn"] = json!(slapd::SERVICE_DN);
+    cfg["users_ou"] = json!(format!("ou=policies,{}", slapd::BASE_DN));
+    d.ok(json!({"op": "hello", "versions": [1], "target": "directory", "config": cfg}));
+    d.fails(json!({"op": "ensure", "kind": "user", "key": "intruder", "ref": null, "attrs": {}, "idem": "a/11"}), "auth");
+    d.finish();
+}

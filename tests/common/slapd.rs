@@ -23,6 +23,9 @@ pub const BASE_DN: &str = "dc=roster,dc=test";
 pub const ADMIN_DN: &str = "cn=admin,dc=roster,dc=test";
 pub const USERS_OU: &str = "ou=people,dc=roster,dc=test";
 pub const GROUPS_OU: &str = "ou=groups,dc=roster,dc=test";
+/// A service account that is not the rootdn: the ACLs grant it `manage` on
+/// the two OUs only (what connectors/ldap/README.md tells admins to grant).
+pub const SERVICE_DN: &str = "cn=roster,dc=roster,dc=test";
 const SCHEMAS: [&str; 4] = ["core", "cosine", "nis", "inetorgperson"];
 
 fn binary(name: &str) -> PathBuf {
@@ -70,6 +73,7 @@ pub struct Slapd {
     pub port: u16,
     pub url: String,
     admin_password: String,
+    service_password: String,
     dir: tempfile::TempDir,
 }
 
@@ -78,6 +82,7 @@ impl std::fmt::Debug for Slapd {
         f.debug_struct("Slapd")
             .field("url", &self.url)
             .field("admin_password", &"[redacted]")
+            .field("service_password", &"[redacted]")
             .finish()
     }
 }
@@ -102,6 +107,7 @@ impl Slapd {
             .tempdir()
             .expect("a tempdir for slapd");
         let admin_password = random_hex(16);
+        let service_password = random_hex(16);
         let db = dir.path().join("db");
         fs::create_dir(&db).expect("create the slapd db dir");
         let conf = dir.path().join("slapd.conf");
@@ -122,7 +128,11 @@ impl Slapd {
              directory {db}\n\
              maxsize 67108864\n\
              overlay ppolicy\n\
-             ppolicy_default \"cn=default,ou=policies,{BASE_DN}\"\n",
+             ppolicy_default \"cn=default,ou=policies,{BASE_DN}\"\n\
+             access to dn.subtree=\"{USERS_OU}\" by dn.exact=\"{SERVICE_DN}\" manage by anonymous auth by * none\n\
+             access to dn.subtree=\"{GROUPS_OU}\" by dn.exact=\"{SERVICE_DN}\" manage by * none\n\
+             access to attrs=userPassword by self =w by anonymous auth by * none\n\
+             access to * by * read\n",
             dir = dir.path().display(),
             db = db.display(),
         ));
@@ -138,7 +148,9 @@ impl Slapd {
                  dn: ou=policies,{BASE_DN}\nobjectClass: organizationalUnit\nou: policies\n\n\
                  dn: cn=default,ou=policies,{BASE_DN}\nobjectClass: organizationalRole\n\
                  objectClass: pwdPolicy\ncn: default\npwdAttribute: userPassword\npwdLockout: TRUE\n\
-                 pwdMaxFailure: 0\n"
+                 pwdMaxFailure: 0\n\n\
+                 dn: {SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n\
+                 cn: roster\nuserPassword: {service_password}\n"
             ),
         )
         .expect("write the seed LDIF");
@@ -176,6 +188,7 @@ impl Slapd {
                 port,
                 url,
                 admin_password: admin_password.clone(),
+                service_password: service_password.clone(),
                 dir,
             };
             match s.wait_ready() {
@@ -220,6 +233,11 @@ impl Slapd {
     /// The rootdn's password (for the connector's `bind_password_env`).
     pub fn admin_password(&self) -> &str {
         &self.admin_password
+    }
+
+    /// The password of [`SERVICE_DN`].
+    pub fn service_password(&self) -> &str {
+        &self.service_password
     }
 
     pub fn dir(&self) -> &Path {
