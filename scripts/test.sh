@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
 command -v age >/dev/null 2>&1 || need_apt+=(age)
+# Connectors (connectors/example, tests/connectors) are stdlib Python.
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 # The access report's HTML is tested in a real headless browser.
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # The LDAP connector's tests run a throw-away slapd (tests/common/slapd.rs)

@@ -66,6 +66,11 @@ pub fn to_config(snapshot: &Snapshot) -> ConfigFile {
                 }),
                 protected: u.protected.then_some(true),
                 expires_at: None,
+                // Targets are declared in the config, not kept in the
+                // store: an exported user names none (add them back with
+                // the `targets:` declarations).
+                targets: None,
+                target_attrs: None,
             };
             let user = User {
                 display_name: u.display_name.clone(),
@@ -105,6 +110,7 @@ pub fn to_config(snapshot: &Snapshot) -> ConfigFile {
         users,
         role_assignments,
         policies: Vec::new(),
+        targets: BTreeMap::new(),
     }
 }
 

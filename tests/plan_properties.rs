@@ -66,6 +66,8 @@ prop_compose! {
                 set_rights: BTreeMap::from([("personal".to_string(), level)]),
                 credentials: CredentialSpec { password: password && !sso, token, rotation },
                 protected: false,
+                targets: Default::default(),
+                target_attrs: Default::default(),
             });
         }
         let user_list: Vec<String> = users.iter().cloned().collect();

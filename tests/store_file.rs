@@ -33,6 +33,46 @@ fn file_store_reads_through_open_url() {
     assert_eq!(store.read().expect("read"), Default::default());
 }
 
+// ------------------------------------------- issue 12: state format 2
+
+#[test]
+fn a_version_1_state_is_read_and_migrated_by_its_first_write() {
+    let (_dir, path) = private_dir();
+    std::fs::write(
+        &path,
+        r#"{"format_version": 1, "lineage": "0b7e", "serial": 4, "users": {}, "history": []}"#,
+    )
+    .unwrap();
+    let store = FileStore::new(path.clone());
+    let snap = store.read().expect("a version 1 state reads");
+    assert_eq!(snap.version.as_ref().map(|v| v.serial), Some(4));
+    commit_on_top(
+        &store,
+        vec![put_user("survey-sync", user_record("Survey sync"))],
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(written["format_version"], 2);
+    assert_eq!(written["lineage"], "0b7e");
+    assert_eq!(written["serial"], 5);
+}
+
+#[test]
+fn a_state_from_a_newer_roster_is_refused_with_the_reason() {
+    let (_dir, path) = private_dir();
+    std::fs::write(
+        &path,
+        r#"{"format_version": 3, "lineage": "0b7e", "serial": 4}"#,
+    )
+    .unwrap();
+    let err = FileStore::new(path)
+        .read()
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("format_version 3"), "{err}");
+    assert!(err.contains("newer roster"), "{err}");
+}
+
 // ------------------------------------------- issue 16: files roster writes
 
 use std::os::unix::fs::PermissionsExt;

@@ -169,6 +169,24 @@ pub fn apply_locked(
     emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
     on_progress: OnProgress<'_>,
 ) -> Result<ApplyReport, ApplyError> {
+    apply_state(store, lock, plan, options, emit, on_progress, &mut |_| {
+        Vec::new()
+    })
+    .map(|(report, _, _)| report)
+}
+
+/// [`apply_locked`] that also commits `extra(snapshot)` (target records
+/// made from the snapshot it read) with the state-store changes, and hands
+/// back the emitted secrets (to send to targets) and that snapshot.
+pub fn apply_state(
+    store: &dyn StateStore,
+    lock: &dyn StoreLock,
+    plan: &Plan,
+    options: &ApplyOptions,
+    emit: &mut dyn FnMut(&[EmittedSecret]) -> Result<(), String>,
+    on_progress: OnProgress<'_>,
+    extra: &mut dyn FnMut(&crate::store::Snapshot) -> Vec<Change>,
+) -> Result<(ApplyReport, Vec<EmittedSecret>, crate::store::Snapshot), ApplyError> {
     check_interrupted("after taking the lock")?;
     let snapshot = store.read()?;
     tracing::debug!(serial = snapshot.version_or_new().serial, "read the store");
@@ -324,6 +342,9 @@ pub fn apply_locked(
     } else {
         "after writing the secrets (they never became valid), before the commit"
     })?;
+    let extra_changes = extra(&snapshot);
+    let extra_count = extra_changes.len();
+    changes.extend(extra_changes);
     tracing::trace!(changes = ?changes.iter().map(Change::address).collect::<Vec<_>>(), "committing");
     let steps = changes.len();
     on_progress("committing", 0, steps);
@@ -338,9 +359,16 @@ pub fn apply_locked(
     )?;
     on_progress("committing", steps, steps);
     tracing::info!(serial = report.version.serial, "committed");
-    Ok(ApplyReport {
-        version: report.version,
-        outcomes: report.outcomes,
-        secrets_emitted: emitted.len(),
-    })
+    // Target records committed alongside are bookkeeping, not steps.
+    let mut outcomes = report.outcomes;
+    outcomes.truncate(outcomes.len().saturating_sub(extra_count));
+    Ok((
+        ApplyReport {
+            version: report.version,
+            outcomes,
+            secrets_emitted: emitted.len(),
+        },
+        emitted,
+        snapshot,
+    ))
 }

@@ -21,12 +21,16 @@ pub fn run(cli: Cli) -> Exit {
     // A closed stdout (`roster plan | head`) ends a read-only command
     // successfully; a command that changes things fails loudly instead, so
     // that `roster apply … | true` never exits 0 for work it did not do.
-    let read_only = !matches!(cli.command, Command::Apply(_) | Command::Init(_));
+    let read_only = !matches!(
+        cli.command,
+        Command::Apply(_) | Command::Init(_) | Command::Import(_)
+    );
     let result = match cli.command {
         Command::Validate(args) => validate(&args),
         Command::Plan(args) => plan_cmd(&args, cli.quiet),
         Command::Apply(args) => apply_cmd(&args, cli.quiet),
         Command::Show(args) => show(&args),
+        Command::Import(args) => super::targets::import_cmd(&args, cli.quiet),
         Command::Export(args) => export(&args),
         Command::History(args) => history(&args),
         Command::Explain(args) => super::governance::explain_cmd(&args),
@@ -35,6 +39,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Init(args) => init(&args),
         Command::Completions(args) => completions(&args),
         Command::Man(args) => man(&args),
+        Command::Connector(args) => super::connector::connector_cmd(&args),
     };
     match result {
         Ok(exit) => exit,
@@ -284,7 +289,7 @@ pub(super) fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn StateStore>
 
 /// Load the config or print its diagnostics; `None` means invalid (already
 /// reported), as is finding no config file unless `allow_empty`.
-fn load_or_report(
+pub(super) fn load_or_report(
     paths: &[std::path::PathBuf],
     allow_empty: bool,
 ) -> Option<crate::model::Desired> {
@@ -310,7 +315,8 @@ fn make_plan(
     allow_mass_removal: bool,
     adopt: &[String],
     now: i64,
-) -> anyhow::Result<Plan> {
+    refresh: bool,
+) -> anyhow::Result<(Plan, Vec<crate::target::run::Opened>)> {
     let snapshot = store
         .read()
         .with_context(|| format!("reading {}", store.info().location))?;
@@ -322,12 +328,68 @@ fn make_plan(
     )?;
     plan.store = Some(store.info());
     check_adoption(&plan, adopt)?;
+    let opened = super::targets::plan_targets(&mut plan, &desired, &snapshot, refresh)?;
+    check_target_removals(&plan, &desired, allow_mass_removal)?;
+    warn_conflicts(&plan);
     // The plan owns what it needs. The desired state and the snapshot are
     // not freed one string at a time (a fifth of a second at 100k users):
     // the process exits soon after and the OS takes the memory back whole.
     std::mem::forget(desired);
     std::mem::forget(snapshot);
-    Ok(plan)
+    Ok((plan, opened))
+}
+
+/// The removal guard, per target: deactivating or deleting more than
+/// `max_removal_fraction` of the users roster manages on one target needs
+/// `--allow-mass-removal`.
+fn check_target_removals(
+    plan: &Plan,
+    desired: &crate::model::Desired,
+    allow_mass_removal: bool,
+) -> anyhow::Result<()> {
+    if allow_mass_removal {
+        return Ok(());
+    }
+    let max = desired.settings.max_removal_fraction;
+    for (name, t) in &plan.targets {
+        let removed = t
+            .steps
+            .iter()
+            .filter(|s| {
+                s.kind == crate::target::ObjKind::User
+                    && matches!(s.action, plan::Action::Deactivate | plan::Action::Delete)
+                    && s.reason.is_none()
+            })
+            .count();
+        let fraction = removed as f64 / t.managed_users.max(1) as f64;
+        if removed > 0 && t.managed_users > 0 && fraction > max {
+            bail!(
+                "refusing to deactivate or delete {removed} users on target {name}, more than \
+                 max_removal_fraction {max} of the {} it manages there: if this is intended, \
+                 pass --allow-mass-removal; if not, check the config's targets",
+                t.managed_users
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Objects the config names that exist on a target unmanaged: said on stderr.
+fn warn_conflicts(plan: &Plan) {
+    for (name, t) in &plan.targets {
+        if !t.conflicts.is_empty() {
+            eprintln!(
+                "warning: target {name} already holds {} that roster does not manage: {}. They are \
+                 left as they are; to manage them, run `roster import {name}`.",
+                if t.conflicts.len() == 1 {
+                    "an object the config names"
+                } else {
+                    "objects the config names"
+                },
+                t.conflicts.join(", ")
+            );
+        }
+    }
 }
 
 /// Adoption is explicit: a config entry named like a resource the store holds
@@ -432,7 +494,14 @@ fn plan_cmd(args: &PlanArgs, quiet: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Failure);
     };
     let store = open_store(&args.store)?;
-    let plan = make_plan(desired, &store, args.allow_mass_removal, &args.adopt, now)?;
+    let (plan, _opened) = make_plan(
+        desired,
+        &store,
+        args.allow_mass_removal,
+        &args.adopt,
+        now,
+        args.refresh,
+    )?;
     warn_protected(&plan, quiet);
     let saved_digest = match &args.out {
         Some(out) => {
@@ -502,13 +571,13 @@ fn show(args: &ShowArgs) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn now_rfc3339() -> String {
+pub(super) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-fn host() -> String {
+pub(super) fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
@@ -516,7 +585,7 @@ fn host() -> String {
 /// account of the process's uid, as in CI containers and cron where neither
 /// is set) and, on GitHub Actions and GitLab CI, the CI user who started the
 /// run beside it: `runner (GitHub actor octocat)`.
-fn actor() -> String {
+pub(super) fn actor() -> String {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let account = var("USER")
         .or_else(|| var("LOGNAME"))
@@ -644,6 +713,54 @@ fn ci_detected() -> Option<String> {
     })
 }
 
+/// Write a further batch of secrets: a secrets file is replaced by one that
+/// holds every secret of this apply; other sinks get the batch.
+fn emit_more(
+    sink: &Sink,
+    so_far: &mut Vec<EmittedSecret>,
+    secrets: &[EmittedSecret],
+    quiet: bool,
+) -> Result<(), String> {
+    let copy = |s: &EmittedSecret| EmittedSecret {
+        user: s.user.clone(),
+        kind: s.kind,
+        value: secret::Secret::new(s.value.expose().to_string()),
+        generated_at: s.generated_at.clone(),
+    };
+    match sink {
+        Sink::File {
+            path,
+            format,
+            recipients,
+        } if !so_far.is_empty() => {
+            let mut all: Vec<EmittedSecret> = so_far.iter().map(copy).collect();
+            all.extend(secrets.iter().map(copy));
+            let text = secret::render_secrets(&all, *format);
+            let bytes = if recipients.is_empty() {
+                text
+            } else {
+                secret::encrypt_armored(text.as_bytes(), recipients).map_err(|e| e.to_string())?
+            };
+            secret::replace_secrets_file(path, bytes.as_bytes()).map_err(|e| e.to_string())?;
+            if !quiet {
+                eprintln!(
+                    "Wrote {} more secret(s) to {} (now {}).",
+                    secrets.len(),
+                    path.display(),
+                    all.len()
+                );
+            }
+            *so_far = all;
+            Ok(())
+        }
+        _ => {
+            emit(sink, secrets, quiet)?;
+            so_far.extend(secrets.iter().map(copy));
+            Ok(())
+        }
+    }
+}
+
 /// Write the secrets to their sink; `quiet` (`-q`: errors only) leaves out
 /// the line that says where they went.
 fn emit(sink: &Sink, secrets: &[EmittedSecret], quiet: bool) -> Result<(), String> {
@@ -727,10 +844,9 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     // Applying a config: plan under the lock, so that an apply that waited
     // for another one plans against its result instead of failing as stale.
     // A saved plan is applied exactly (and refused when stale).
-    let lock = match &source {
-        Source::Saved(_) => None,
-        Source::Config(_) => Some(store.lock(&owner, args.lock_timeout)?),
-    };
+    // A saved plan is checked against the targets under the lock too.
+    let lock = store.lock(&owner, args.lock_timeout)?;
+    let mut opened = Vec::new();
     let plan = match source {
         Source::Saved(path) => {
             let (plan, found) = read_plan_with_digest(path)?;
@@ -755,11 +871,24 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
                     info.location
                 );
             }
+            if !plan.targets.is_empty() && plan.has_changes() {
+                let snapshot = store.read()?;
+                opened = super::targets::open_for_saved(&plan, &snapshot)?;
+            }
             plan
         }
         Source::Config(desired) => {
             let now = super::now_or_clock(args.now);
-            make_plan(*desired, &store, args.allow_mass_removal, &args.adopt, now)?
+            let (plan, o) = make_plan(
+                *desired,
+                &store,
+                args.allow_mass_removal,
+                &args.adopt,
+                now,
+                true,
+            )?;
+            opened = o;
+            plan
         }
     };
     warn_protected(&plan, quiet);
@@ -773,8 +902,16 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
             .steps
             .iter()
             .filter(|s| s.kind == crate::model::Kind::User)
-            .flat_map(|s| s.generate.iter().map(move |k| (s.name.as_str(), *k)));
-        secret::check_env_names(users)
+            .flat_map(|s| s.generate.iter().map(move |k| (s.name.clone(), *k)))
+            .chain(plan.targets.iter().flat_map(|(t, tp)| {
+                tp.steps.iter().flat_map(move |s| {
+                    s.generate_secret
+                        .iter()
+                        .map(move |k| (format!("{}@{t}", s.key), *k))
+                })
+            }))
+            .collect::<Vec<_>>();
+        secret::check_env_names(users.iter().map(|(u, k)| (u.as_str(), *k)))
             .map_err(|e| anyhow::anyhow!("--secrets-format env: {e}; nothing was changed"))?;
     }
     let sink = if plan.summary.secrets > 0 {
@@ -832,8 +969,11 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
         now,
         audit: Some(audit),
     };
+    // Secrets may arrive in two batches (roster's, then those targets
+    // generate): a secrets file then holds both (replaced atomically).
+    let mut so_far: Vec<EmittedSecret> = Vec::new();
     let mut emitter = |secrets: &[EmittedSecret]| match &sink {
-        Some(s) => emit(s, secrets, quiet),
+        Some(s) => emit_more(s, &mut so_far, secrets, quiet),
         None => Err("no destination for secrets".to_string()),
     };
     // Only now (after the confirmation prompt): SIGINT/SIGTERM stop the apply
@@ -842,23 +982,78 @@ fn apply_cmd(args: &ApplyArgs, quiet: bool) -> anyhow::Result<Exit> {
     let reporter = crate::progress::Reporter::new(crate::progress::Mode::for_stderr(quiet));
     let on_progress =
         |stage: &'static str, done: usize, total: usize| reporter.update(stage, done, total);
-    let result = match &lock {
-        Some(lock) => apply::apply_locked(
-            store.as_ref(),
-            lock.as_ref(),
+    let idem_base = plan::plan_digest(&plan);
+    let result = apply::apply_state(
+        store.as_ref(),
+        lock.as_ref(),
+        &plan,
+        &options,
+        &mut emitter,
+        &on_progress,
+        &mut |snapshot| crate::target::run::intents(&plan, snapshot, &opened, &options.now),
+    );
+    reporter.finish();
+    let (mut report, secrets, snapshot) = result?;
+    if !opened.is_empty() {
+        crate::signal::interrupted()
+            .map_or(Ok(()), |signal| {
+                Err(apply::ApplyError::Interrupted {
+                    signal,
+                    stage: "after the state commit, before writing to the targets (the next apply sends what is left)",
+                })
+            })?;
+        let emit_lock = std::sync::Mutex::new(&mut emitter as &mut crate::target::run::Emitter<'_>);
+        // Roster's records of the targets now include this apply's intents.
+        let snapshot = store.read().unwrap_or(snapshot);
+        let done = crate::target::run::apply_targets(
+            &opened,
             &plan,
-            &options,
-            &mut emitter,
-            &on_progress,
-        ),
-        None => {
-            apply::apply_with_progress(store.as_ref(), &plan, &options, &mut emitter, &on_progress)
+            &snapshot,
+            &secrets,
+            &emit_lock,
+            &plan.secret_policy.argon2,
+            &options.now,
+            &idem_base,
+        );
+        drop(secrets);
+        let failed = done.outcomes.iter().filter(|o| o.error.is_some()).count();
+        let commit = store.commit(
+            lock.as_ref(),
+            store::ChangeSet {
+                base: report.version.clone(),
+                changes: done.changes,
+                at: options.now.clone(),
+                audit: Some(AuditEntry {
+                    outcome: format!(
+                        "targets: {}",
+                        outcome_text(done.outcomes.len() - failed, failed)
+                    ),
+                    ..options.audit.clone().unwrap_or_default()
+                }),
+            },
+        );
+        report.secrets_emitted += done.secrets_emitted;
+        report.outcomes.extend(done.outcomes);
+        match commit {
+            Ok(r) => report.version = r.version,
+            Err(e) => {
+                drop(lock);
+                for o in &report.outcomes {
+                    if let Some(err) = &o.error {
+                        eprintln!("  FAILED  {}: {err}", o.address);
+                    }
+                }
+                bail!(
+                    "the targets were written, but recording what they hold in the state failed: {e}. \
+                     The next plan reads the targets and converges"
+                );
+            }
         }
-    };
+    } else {
+        drop(secrets);
+    }
     // Released before recording a partial failure, which takes the lock again.
     drop(lock);
-    reporter.finish();
-    let report = result?;
     if report.failed() > 0 {
         record_partial_failure(store.as_ref(), &options, &report);
     }

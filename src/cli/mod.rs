@@ -3,7 +3,9 @@
 //! are decided in one place ([`Exit`]).
 
 mod commands;
+mod connector;
 mod governance;
+mod targets;
 
 use std::path::PathBuf;
 
@@ -13,6 +15,7 @@ pub use commands::run;
 pub use governance::{
     AccessReportArgs, ExplainArgs, ExplainFormat, ReportArgs, ReportFormat, ReportKind,
 };
+pub use targets::{ImportArgs, MatchBy};
 
 /// `roster --version`: the version, the git commit and the build date (from build.rs).
 pub const VERSION: &str = concat!(
@@ -88,6 +91,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Render a saved plan file.
     Show(ShowArgs),
+    /// Record a target's existing users and groups that the config names as managed
+    /// (writes nothing to the target).
+    Import(ImportArgs),
     /// Write the store's resources as roster YAML, to adopt an existing setup.
     Export(ExportArgs),
     /// List the store's audit trail: who applied what, when.
@@ -104,6 +110,8 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (or write every page to a directory).
     Man(ManArgs),
+    /// Connector tools (`connector test`: the conformance kit for connector authors).
+    Connector(connector::ConnectorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -133,11 +141,12 @@ pub struct ManArgs {
 /// Where the state lives.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Store URL: file:PATH, scim+https://HOST/PATH or etcd://HOST:PORT/PREFIX.
+    /// State store URL: file:PATH or etcd://HOST:PORT/PREFIX (systems to provision are
+    /// `targets:` in the config).
     #[arg(long, env = "ROSTER_STORE", default_value = crate::store::DEFAULT_STORE_URL)]
     pub store: String,
-    /// Allow scim+http://, and plain etcd:// with credentials, to a host other than loopback
-    /// (the token or password travels in clear text).
+    /// Allow plain etcd:// with credentials to a host other than loopback (the password
+    /// travels in clear text).
     #[arg(long)]
     pub allow_insecure_http: bool,
     /// A PEM CA bundle to trust for https stores.
@@ -192,6 +201,10 @@ pub struct PlanArgs {
     /// Plan as of this moment (RFC 3339 date or date-time) instead of the clock: expiry and secret age.
     #[arg(long, value_name = "TIME", value_parser = parse_now)]
     pub now: Option<i64>,
+    /// Read what each target holds now (one listing per kind). `--refresh=false` plans from
+    /// the state alone, offline, and says so in the plan.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub refresh: bool,
 }
 
 /// Parse `--now`.

@@ -26,7 +26,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::{
     AssignmentSpec, Authentication, CredentialSpec, Desired, Group, GroupSpec, Policy, Role,
-    RoleAssignment, RoleSpec, Settings, Subject, Template, User, UserSpec,
+    RoleAssignment, RoleSpec, Settings, Subject, TargetConfig, TargetDecl, Template, User,
+    UserSpec,
 };
 pub use diag::{Diagnostic, Diagnostics, Related};
 use schema::Fix;
@@ -170,6 +171,7 @@ struct Raw {
     users: BTreeMap<String, Def<User>>,
     assignments: Vec<Def<RoleAssignment>>,
     policies: Vec<Def<Policy>>,
+    targets: BTreeMap<String, Def<TargetDecl>>,
 }
 
 /// Load and validate the config at `paths` (files and/or directories).
@@ -622,6 +624,7 @@ fn collect_entries(
             "roles" => named(idx, "role", &section, v, fixes, &mut raw.roles, ctx),
             "groups" => named(idx, "group", &section, v, fixes, &mut raw.groups, ctx),
             "users" => named(idx, "user", &section, v, fixes, &mut raw.users, ctx),
+            "targets" => named(idx, "target", &section, v, fixes, &mut raw.targets, ctx),
             "role_assignments" => {
                 if let Value::Array(items) = v {
                     for (i, item) in items.into_iter().enumerate() {
@@ -766,6 +769,7 @@ fn unknown_ref(
         "role" => "ref.unknown-role",
         "group" => "ref.unknown-group",
         "user" => "ref.unknown-user",
+        "target" => "ref.unknown-target",
         _ => "ref.unknown-template",
     };
     let names: Vec<&str> = known.map(String::as_str).collect();
@@ -852,6 +856,18 @@ fn merge(base: &Template, over: Template) -> Template {
         credentials,
         protected: over.protected.or(base.protected),
         expires_at: over.expires_at.or_else(|| base.expires_at.clone()),
+        targets: over.targets.or_else(|| base.targets.clone()),
+        target_attrs: match (&base.target_attrs, over.target_attrs) {
+            (None, o) => o,
+            (b, None) => b.clone(),
+            (Some(b), Some(o)) => {
+                let mut m = b.clone();
+                for (target, attrs) in o {
+                    m.entry(target).or_default().extend(attrs);
+                }
+                Some(m)
+            }
+        },
     }
 }
 
@@ -956,6 +972,37 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
                 "settings.password",
                 "the password policy enables no character class".into(),
             );
+        }
+    }
+    if let Some((file, s)) = &raw.settings {
+        check_dups(
+            ctx,
+            *file,
+            &ptr!["settings"],
+            "default_targets",
+            &s.default_targets,
+        );
+        for (i, name) in s.default_targets.iter().enumerate() {
+            if !raw.targets.contains_key(name) {
+                let p = ptr!["settings", "default_targets", i];
+                unknown_ref(ctx, *file, p, "target", name, &mut raw.targets.keys());
+            }
+        }
+    }
+    for (name, def) in &raw.targets {
+        if let Some(TargetConfig::Scim(scim)) = def.value.as_ref().and_then(TargetDecl::resolve)
+            && !scim.allow_insecure_http
+            && crate::target::insecure_remote_http(&scim.url)
+        {
+            let p = [def.ptr.clone(), ptr!["scim", "url"]].concat();
+            ctx.err(
+                def.file,
+                p,
+                false,
+                "target.insecure-http",
+                format!("target `{name}`: plain http to a host other than 127.0.0.1/localhost would send its token in clear"),
+            )
+            .help = Some("use https://, or set `allow_insecure_http: true` for a trusted network".into());
         }
     }
     let templates = resolve_templates(&raw, ctx);
@@ -1297,6 +1344,10 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
                     rotation: creds.rotation.unwrap_or(0),
                 },
                 protected: f.protected.unwrap_or(false),
+                targets: set(f
+                    .targets
+                    .unwrap_or_else(|| settings.default_targets.clone())),
+                target_attrs: f.target_attrs.unwrap_or_default(),
             },
         );
     }
@@ -1347,6 +1398,11 @@ fn check_and_resolve(mut raw: Raw, ctx: &mut Ctx, digest: String) -> Desired {
             .iter()
             .filter_map(|(n, d)| d.value.clone().map(|t| (n.clone(), t)))
             .collect(),
+        targets: raw
+            .targets
+            .iter()
+            .filter_map(|(n, d)| d.value.as_ref()?.resolve().map(|t| (n.clone(), t)))
+            .collect(),
     };
     governance::evaluate(ctx, &desired, &policy_sites, &user_sites);
     desired
@@ -1380,6 +1436,40 @@ fn overlaps(a: &str, b: &str) -> bool {
 
 /// Checks shared by users and templates: references and duplicate list entries.
 fn check_fields(ctx: &mut Ctx, file: usize, base: &Ptr, t: &Template, raw: &Raw) {
+    if let Some(targets) = &t.targets {
+        check_dups(ctx, file, base, "targets", targets);
+        for (i, name) in targets.iter().enumerate() {
+            if !raw.targets.contains_key(name) {
+                let p = [base.clone(), ptr!["targets", i]].concat();
+                unknown_ref(ctx, file, p, "target", name, &mut raw.targets.keys());
+            }
+        }
+    }
+    for (target, attrs) in t.target_attrs.iter().flatten() {
+        let p = [base.clone(), ptr!["target_attrs", target]].concat();
+        if !raw.targets.contains_key(target) {
+            unknown_ref(
+                ctx,
+                file,
+                p.clone(),
+                "target",
+                target,
+                &mut raw.targets.keys(),
+            );
+        }
+        for name in attrs.keys() {
+            if crate::target::project::GENERIC_ATTRS.contains(&name.as_str()) {
+                let p = [p.clone(), ptr![name]].concat();
+                ctx.err(
+                    file,
+                    p,
+                    true,
+                    "user.target-attr-reserved",
+                    format!("`{name}` is an attribute roster sets itself; it cannot be given in target_attrs"),
+                );
+            }
+        }
+    }
     if let Some(groups) = &t.groups {
         check_dups(ctx, file, base, "groups", groups);
         for (i, g) in groups.iter().enumerate() {

@@ -75,6 +75,11 @@ pub struct ConfigFile {
     /// Access policies checked on every user's effective access at validate and plan time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<Policy>,
+    /// The systems users are provisioned into (SCIM providers, connectors), keyed by name.
+    /// Without targets, roster manages its state store alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": NAME_PATTERN}, "maxProperties" = 64))]
+    pub targets: BTreeMap<String, TargetDecl>,
 }
 
 /// Config-wide settings.
@@ -110,6 +115,10 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 36500))]
     pub max_secret_age_days: Option<u32>,
+    /// The targets of users that name none (names under `targets:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = 64, "items" = {"type": "string", "pattern": NAME_PATTERN}))]
+    pub default_targets: Vec<String>,
 }
 
 fn default_expiry_warning_days() -> u32 {
@@ -127,6 +136,7 @@ impl Default for Settings {
             argon2: Argon2Params::default(),
             expiry_warning_days: default_expiry_warning_days(),
             max_secret_age_days: None,
+            default_targets: Vec::new(),
         }
     }
 }
@@ -425,6 +435,17 @@ pub struct Template {
         pattern = r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?$"
     ))]
     pub expires_at: Option<String>,
+    /// The targets the user is provisioned into (names under `targets:`);
+    /// overrides `settings.default_targets` (a user's list overrides its template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxItems" = 64, "items" = {"type": "string", "pattern": NAME_PATTERN}))]
+    pub targets: Option<Vec<String>>,
+    /// Extra attributes per target, handed to that target as they are written
+    /// (e.g. a connector's `target_attrs: {warehouse: {connection_limit: 5}}`).
+    /// Merged per target and attribute over the template's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64, "propertyNames" = {"pattern": NAME_PATTERN}, "additionalProperties" = {"type": "object", "maxProperties": 64, "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,63}$"}}))]
+    pub target_attrs: Option<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
 }
 
 /// An API user (service account).
@@ -478,6 +499,8 @@ impl<'de> Deserialize<'de> for User {
             set_rights: Option<BTreeMap<String, AccessLevel>>,
             credentials: Option<Credentials>,
             protected: Option<bool>,
+            targets: Option<Vec<String>>,
+            target_attrs: Option<BTreeMap<String, BTreeMap<String, serde_json::Value>>>,
             expires_at: Option<String>,
         }
         let f = Flat::deserialize(d)?;
@@ -498,6 +521,8 @@ impl<'de> Deserialize<'de> for User {
                 set_rights: f.set_rights,
                 credentials: f.credentials,
                 protected: f.protected,
+                targets: f.targets,
+                target_attrs: f.target_attrs,
                 expires_at: f.expires_at,
             },
         })
@@ -578,6 +603,11 @@ mod tests {
                 }),
                 protected: Some(true),
                 expires_at: Some("2026-06-30".into()),
+                targets: Some(vec!["slack".into()]),
+                target_attrs: Some(BTreeMap::from([(
+                    "warehouse".into(),
+                    BTreeMap::from([("connection_limit".into(), serde_json::json!(5))]),
+                )])),
             },
         };
         let json = serde_json::to_value(&user).expect("serialize");

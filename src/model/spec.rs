@@ -33,6 +33,12 @@ pub struct UserSpec {
     pub credentials: CredentialSpec,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
+    /// The targets the user is provisioned into.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub targets: BTreeSet<String>,
+    /// Extra attributes per target.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_attrs: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
 }
 
 /// Which credentials a user has, and the rotation counter.
@@ -163,6 +169,8 @@ pub struct Desired {
     pub governance: BTreeMap<String, UserGovernance>,
     /// The templates as written (unresolved), to tell which one gave a user what.
     pub templates: BTreeMap<String, Template>,
+    /// The declared targets.
+    pub targets: BTreeMap<String, super::TargetConfig>,
 }
 
 /// What governance needs to know about a user beyond its spec.

@@ -13,8 +13,8 @@ pub const ENV_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$";
 /// The pattern of a duration: a number and a unit (`ms`, `s`, `m`).
 pub const DURATION_PATTERN: &str = r"^[0-9]{1,6}(ms|s|m)$";
 
-/// One target: exactly one of `scim` or `connector`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One resolved target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetConfig {
     /// A SCIM 2.0 service provider (RFC 7643/7644); core schemas suffice.
@@ -29,6 +29,32 @@ impl TargetConfig {
         match self {
             TargetConfig::Scim(_) => "scim",
             TargetConfig::Connector(_) => "connector",
+        }
+    }
+}
+
+/// A target as written: exactly one of `scim` or `connector` (a struct
+/// rather than an enum, so that a mistake inside one is reported at its
+/// place, not as "matches no alternative").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct TargetDecl {
+    /// A SCIM 2.0 service provider (RFC 7643/7644); core schemas suffice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim: Option<ScimTargetConfig>,
+    /// A program that speaks roster's connector protocol (docs/connector-protocol.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector: Option<ConnectorTargetConfig>,
+}
+
+impl TargetDecl {
+    /// The declared target, when exactly one kind is given.
+    pub fn resolve(&self) -> Option<TargetConfig> {
+        match (&self.scim, &self.connector) {
+            (Some(s), None) => Some(TargetConfig::Scim(s.clone())),
+            (None, Some(c)) => Some(TargetConfig::Connector(c.clone())),
+            _ => None,
         }
     }
 }

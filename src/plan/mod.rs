@@ -159,6 +159,29 @@ impl Summary {
         }
         summary
     }
+
+    /// Add the steps and drift of `targets` (their unmanaged objects are
+    /// counted by the caller, like the store's).
+    pub fn with_targets(
+        mut self,
+        targets: &BTreeMap<String, crate::target::plan::TargetPlan>,
+    ) -> Summary {
+        for t in targets.values() {
+            for s in &t.steps {
+                match s.action {
+                    Action::Create => self.create += 1,
+                    Action::Update => self.update += 1,
+                    Action::Rotate => self.rotate += 1,
+                    Action::Reactivate => self.reactivate += 1,
+                    Action::Deactivate => self.deactivate += 1,
+                    Action::Delete => self.delete += 1,
+                }
+                self.secrets += s.generate_secret.len();
+            }
+            self.drifted += t.drift.len();
+        }
+        self
+    }
 }
 
 /// The policies apply generates and hashes secrets with (no secrets here).
@@ -202,11 +225,14 @@ pub struct Plan {
     /// coming within the warning window (see `crate::policy::schedule`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<crate::policy::schedule::PlanSchedule>,
+    /// Per target: its steps, drift and what it holds unmanaged.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, crate::target::plan::TargetPlan>,
 }
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        !self.steps.is_empty()
+        !self.steps.is_empty() || self.targets.values().any(|t| !t.steps.is_empty())
     }
 }
 
@@ -720,6 +746,7 @@ pub fn plan(desired: &Desired, actual: &Snapshot, options: PlanOptions) -> Resul
             argon2: desired.settings.argon2,
         },
         schedule: None,
+        targets: BTreeMap::new(),
     })
 }
 

@@ -141,6 +141,108 @@ fn step_header(s: &Step) -> String {
     })
 }
 
+fn target_step_header(s: &crate::target::plan::TargetStep) -> String {
+    let mut extra = Vec::new();
+    if !matches!(s.action, Action::Create | Action::Update) {
+        extra.push(s.action.as_str().to_string());
+    }
+    if let Some(r) = &s.reason {
+        extra.push(format!("reason: {r}"));
+    }
+    if let Some(old) = &s.renamed_from {
+        extra.push(format!("renamed from {old}"));
+    }
+    let kinds = |v: &[crate::secret::SecretKind]| {
+        v.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" + ")
+    };
+    if !s.set_secret.is_empty() {
+        extra.push(format!("send roster's new {}", kinds(&s.set_secret)));
+    }
+    if !s.generate_secret.is_empty() {
+        extra.push(format!(
+            "the target generates a new {}",
+            kinds(&s.generate_secret)
+        ));
+    }
+    if !s.revoke_secret.is_empty() {
+        extra.push(format!("revoke {}", kinds(&s.revoke_secret)));
+    }
+    esc(&if extra.is_empty() {
+        s.address.clone()
+    } else {
+        format!("{} ({})", s.address, extra.join("; "))
+    })
+}
+
+/// The lines of one target's section (escaped, uncolored unless `p` is on).
+fn target_lines(name: &str, t: &crate::target::plan::TargetPlan, p: &Paint) -> Vec<String> {
+    let mut out = Vec::new();
+    out.push(format!(
+        "Target {} ({}{}):",
+        esc(name),
+        esc(&t.kind),
+        if t.refreshed {
+            ""
+        } else {
+            ", not read: --refresh=false"
+        }
+    ));
+    for line in &t.limitations {
+        out.push(format!("  note: {}", esc(line)));
+    }
+    for s in &t.steps {
+        out.push(format!(
+            "  {}",
+            p.paint(
+                action_color(s.action),
+                &format!("{} {}", symbol(s.action), target_step_header(s))
+            )
+        ));
+        if s.action != Action::Delete {
+            for c in &s.changes {
+                for line in field_lines(c, s.action == Action::Create, p) {
+                    out.push(format!("      {line}"));
+                }
+            }
+        }
+    }
+    for d in &t.drift {
+        out.push(format!("  ! {}: {}", esc(&d.address), esc(&d.message)));
+    }
+    if !t.conflicts.is_empty() {
+        let names: Vec<String> = t.conflicts.iter().map(|a| esc(a)).collect();
+        out.push(format!(
+            "  Held on {} but not managed by roster (left alone; `roster import {}` adopts them): {}",
+            esc(name),
+            esc(name),
+            names.join(", ")
+        ));
+    }
+    if !t.protected.is_empty() {
+        let names: Vec<String> = t.protected.iter().map(|a| esc(a)).collect();
+        out.push(format!(
+            "  Protected, left as they are: {}",
+            names.join(", ")
+        ));
+    }
+    if !t.unmanaged.is_empty() {
+        let parts: Vec<String> = t
+            .unmanaged
+            .iter()
+            .map(|(k, n)| format!("{n} {}{}", esc(k), if *n == 1 { "" } else { "s" }))
+            .collect();
+        out.push(format!(
+            "  Unmanaged on {} (never touched): {}",
+            esc(name),
+            parts.join(", ")
+        ));
+    }
+    if t.steps.is_empty() && t.drift.is_empty() {
+        out.push(format!("  No changes on {}.", esc(name)));
+    }
+    out
+}
+
 fn access_lines(a: &AccessChange) -> Vec<String> {
     let mut out = Vec::new();
     for g in &a.roles_gained {
@@ -219,7 +321,11 @@ fn policy_lines(plan: &Plan) -> Vec<String> {
 pub fn summary_line(plan: &Plan) -> String {
     let s = &plan.summary;
     if s.changes() == 0 {
-        return "No changes. The store matches the configuration.".into();
+        return if plan.targets.is_empty() {
+            "No changes. The store matches the configuration.".into()
+        } else {
+            "No changes. The state and the targets match the configuration.".into()
+        };
     }
     let mut parts = Vec::new();
     for (n, what) in [
@@ -289,6 +395,12 @@ pub fn text(plan: &Plan, color: bool) -> String {
         }
     }
     if !plan.steps.is_empty() {
+        out.push('\n');
+    }
+    for (name, t) in &plan.targets {
+        for line in target_lines(name, t, &p) {
+            let _ = writeln!(out, "{line}");
+        }
         out.push('\n');
     }
     if !plan.access.is_empty() {
@@ -460,6 +572,32 @@ pub fn markdown(plan: &Plan) -> String {
             );
         }
         let _ = writeln!(out, "</details>");
+    }
+    for (name, t) in &plan.targets {
+        let p = Paint { on: false };
+        let body: String = target_lines(name, t, &p)
+            .into_iter()
+            .skip(1)
+            .map(|l| l + "\n")
+            .collect();
+        if out.len() + body.len() + 400 > MARKDOWN_LIMIT {
+            let _ = writeln!(
+                out,
+                "\nTarget {}: {} step(s) not shown to keep this comment under GitHub's size limit; run `roster plan` for all of them.",
+                md_code(name),
+                t.steps.len()
+            );
+            continue;
+        }
+        let fence = escape::md_fence(&body);
+        let _ = writeln!(
+            out,
+            "\n<details><summary>Target {} ({}, {} step{})</summary>\n\n{fence}diff\n{body}{fence}\n</details>",
+            md_text(name),
+            md_text(&t.kind),
+            t.steps.len(),
+            if t.steps.len() == 1 { "" } else { "s" },
+        );
     }
     out
 }

@@ -86,6 +86,7 @@ fn check_step(step: &Step) -> Result<(), String> {
 
 fn summary_of(plan: &Plan) -> Summary {
     Summary::of_steps(&plan.steps, plan.summary.unmanaged, plan.drift.len())
+        .with_targets(&plan.targets)
 }
 
 /// Refuse a saved plan whose parts disagree (see the module docs).

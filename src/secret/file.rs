@@ -118,6 +118,26 @@ pub fn write_secrets_file(path: &Path, contents: &[u8]) -> Result<(), SecretErro
     })
 }
 
+/// Replace the secrets file `path` that this apply created with `contents`
+/// (more secrets arrived: those a target generated). The new contents go to
+/// a fresh 0600 file beside it, created exclusively, then renamed over it:
+/// a reader sees the old file or the new one, never a mix.
+pub fn replace_secrets_file(path: &Path, contents: &[u8]) -> Result<(), SecretError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir_of(path).join(format!(".{name}.roster-{}", uuid::Uuid::new_v4().simple()));
+    write_secrets_file(&tmp, contents)?;
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_error("replace", path, e)
+    })?;
+    File::open(dir_of(path))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("fsync the directory of", path, e))
+}
+
 /// Creates `path` exclusively (mode exactly 0600), runs `fill` on it, then
 /// fsyncs the file and its directory. If anything after the creation fails,
 /// the file is removed.

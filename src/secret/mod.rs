@@ -29,7 +29,7 @@ mod output;
 pub mod policy;
 
 pub use encrypt::{encrypt_armored, parse_recipients};
-pub use file::{check_secrets_path, write_secrets_file};
+pub use file::{check_secrets_path, replace_secrets_file, write_secrets_file};
 pub use generate::{
     MAX_PASSWORD_LENGTH, MIN_TOKEN_BYTES, PASSWORD_SYMBOLS, generate_password, generate_token,
 };

@@ -8,6 +8,7 @@
 //! | `P/meta` | `{format_version, lineage, serial, commit_id}` |
 //! | `P/lock` | the lock holder `{pid, host, since, lease}`, attached to a lease |
 //! | `P/r/role/NAME`, `P/r/group/NAME`, `P/r/user/NAME`, `P/r/role_assignment/ID` | a `Record` as JSON |
+//! | `P/t/TARGET/user/NAME`, `P/t/TARGET/group/NAME` | a target record (remote id, read-back attributes) |
 //! | `P/h/SERIAL` (20 digits) | an audit entry |
 //!
 //! **Read** is one range over `[P/meta, end of P)`: the meta key and every
@@ -70,8 +71,9 @@ use super::{
 use crate::model::Kind;
 use crate::secret::Secret;
 
-/// The meta key's format this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The meta key's format this code writes. Version 2 added target records
+/// (`P/t/TARGET/KIND/KEY`); version 1 is read and migrated by the next commit.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The environment variables that hold etcd credentials.
 pub const USER_ENV: &str = "ROSTER_ETCD_USER";
@@ -460,11 +462,12 @@ impl EtcdStore {
 
     fn parse_meta(&self, kv: &KeyValue) -> Result<Meta, StoreError> {
         let meta: Meta = self.decode(kv)?;
-        if meta.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&meta.format_version) {
             return Err(self.corrupt(
                 &kv.key,
                 format!(
-                    "format_version {} is not supported (this roster reads {FORMAT_VERSION})",
+                    "format_version {} is not supported (this roster reads 1 to {FORMAT_VERSION}): \
+                     it was written by a newer roster; upgrade roster to use it",
                     meta.format_version
                 ),
             ));
@@ -551,6 +554,20 @@ impl EtcdStore {
                 serial,
             )?],
             Change::Delete { kind, name } => vec![(self.resource_key(kind, &name), None)],
+            Change::PutTargetRecord {
+                target,
+                id,
+                mut record,
+            } => {
+                record.serial = serial;
+                let value = serde_json::to_vec(&record).map_err(|e| {
+                    StoreError::Remote(format!("cannot encode a record of target {target}: {e}"))
+                })?;
+                vec![(self.key(&format!("t/{target}/{id}")), Some(value))]
+            }
+            Change::DeleteTargetRecord { target, id } => {
+                vec![(self.key(&format!("t/{target}/{id}")), None)]
+            }
         })
     }
 
@@ -643,7 +660,25 @@ impl StateStore for EtcdStore {
         let kvs = self.range_all(&self.key("meta"), &prefix_end(self.prefix.as_bytes()))?;
         let mut snap = Snapshot::default();
         let resources = self.key("r/");
+        let target_records = self.key("t/");
         for kv in &kvs {
+            if let Some(rest) = kv.key.strip_prefix(target_records.as_slice()) {
+                let rest = String::from_utf8_lossy(rest);
+                let Some((target, id)) = rest.split_once('/').filter(|(_, id)| {
+                    *id == crate::target::CAPABILITIES_ID
+                        || crate::target::parse_record_id(id).is_some()
+                }) else {
+                    return Err(self.corrupt(
+                        &kv.key,
+                        "expected t/TARGET/KIND/KEY or t/TARGET/capabilities",
+                    ));
+                };
+                snap.targets
+                    .entry(target.to_string())
+                    .or_default()
+                    .insert(id.to_string(), self.decode(kv)?);
+                continue;
+            }
             if kv.key == self.key("meta") {
                 let meta = self.parse_meta(kv)?;
                 snap.version = Some(Version {

@@ -27,9 +27,11 @@ use super::{
     StateStore, StoreError, StoreInfo, StoreLock, Version,
 };
 use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
+use crate::target::TargetState;
 
-/// The on-disk format version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this code writes. Version 2 added `targets`;
+/// version 1 files are read and migrated on their first write.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The largest state file roster reads (1 GiB; 100k users take ~60 MB).
 pub const MAX_STATE_BYTES: u64 = 1 << 30;
@@ -57,6 +59,8 @@ struct StateFile {
     assignments: BTreeMap<String, Record<AssignmentSpec>>,
     #[serde(default)]
     history: Vec<AuditEntry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    targets: BTreeMap<String, TargetState>,
 }
 
 #[derive(Debug)]
@@ -92,11 +96,12 @@ impl FileStore {
             what: format!("state file {}", self.path.display()),
             detail: super::redact_json_error(&e),
         })?;
-        if state.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&state.format_version) {
             return Err(StoreError::Corrupt {
                 what: format!("state file {}", self.path.display()),
                 detail: format!(
-                    "format_version {} is not supported (this roster reads {FORMAT_VERSION})",
+                    "format_version {} is not supported (this roster reads 1 to {FORMAT_VERSION}): \
+                     it was written by a newer roster; upgrade roster to use it",
                     state.format_version
                 ),
             });
@@ -272,6 +277,7 @@ fn snapshot_of(state: StateFile) -> Snapshot {
         users: state.users,
         assignments: state.assignments,
         limitations: Vec::new(),
+        targets: state.targets,
     }
 }
 
@@ -399,6 +405,8 @@ impl StateStore for FileStore {
                 found: state.serial,
             });
         }
+        // A version 1 state is migrated by this write.
+        state.format_version = FORMAT_VERSION;
         let serial = state
             .serial
             .checked_add(1)
@@ -436,6 +444,22 @@ impl StateStore for FileStore {
                 Change::PutAssignment { id, mut record } => {
                     record.meta.serial = serial;
                     state.assignments.insert(id, record);
+                }
+                Change::PutTargetRecord {
+                    target,
+                    id,
+                    mut record,
+                } => {
+                    record.serial = serial;
+                    state.targets.entry(target).or_default().insert(id, record);
+                }
+                Change::DeleteTargetRecord { target, id } => {
+                    if let Some(t) = state.targets.get_mut(&target) {
+                        t.remove(&id);
+                        if t.is_empty() {
+                            state.targets.remove(&target);
+                        }
+                    }
                 }
                 Change::Delete { kind, name } => {
                     match kind {

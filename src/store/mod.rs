@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AssignmentSpec, GroupSpec, Kind, RoleSpec, UserSpec};
 use crate::secret::Secret;
+use crate::target::{TargetRecord, TargetState};
 
 /// The store URL used when neither `--store` nor `ROSTER_STORE` is given.
 pub const DEFAULT_STORE_URL: &str = "file:.roster/state.json";
@@ -126,6 +127,9 @@ pub struct Snapshot {
     /// extension): one line each, shown in every plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limitations: Vec<String>,
+    /// Per target: what roster put there (remote ids, read-back attributes).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<String, TargetState>,
 }
 
 impl Snapshot {
@@ -176,6 +180,17 @@ pub enum Change {
         kind: Kind,
         name: String,
     },
+    /// Record what roster put on a target (`id` from [`crate::target::record_id`]).
+    PutTargetRecord {
+        target: String,
+        id: String,
+        record: TargetRecord,
+    },
+    /// Forget an object on a target (deleted there, or the target is gone).
+    DeleteTargetRecord {
+        target: String,
+        id: String,
+    },
 }
 
 impl Change {
@@ -187,6 +202,10 @@ impl Change {
             Change::PutUser { name, .. } => format!("user.{name}"),
             Change::PutAssignment { id, .. } => format!("role_assignment.{id}"),
             Change::Delete { kind, name } => format!("{}.{name}", kind.as_str()),
+            Change::PutTargetRecord { target, id, .. }
+            | Change::DeleteTargetRecord { target, id } => {
+                format!("{}@{target}", id.replacen('/', ".", 1))
+            }
         }
     }
 }

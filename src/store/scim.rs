@@ -701,6 +701,8 @@ fn user_record(
         })
         .collect();
     let spec = UserSpec {
+        targets: BTreeSet::new(),
+        target_attrs: BTreeMap::new(),
         display_name: opt_str(&j["displayName"])
             .or_else(|| opt_str(&j["userName"]))
             .unwrap_or_default(),
@@ -1090,6 +1092,9 @@ impl ScimStore {
                     renamed_from,
                     secrets,
                 } => user_changes.push((idx, name, record, renamed_from, secrets)),
+                Change::PutTargetRecord { .. } | Change::DeleteTargetRecord { .. } => {
+                    outcomes[idx].error = Some("a SCIM store keeps no target records".to_string());
+                }
                 Change::Delete { kind, name } => match kind {
                     Kind::Role => {
                         roles.remove(&name);

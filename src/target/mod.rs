@@ -28,6 +28,12 @@
 //! | group | `roles` | role names |
 
 pub mod compare;
+pub mod connector;
+pub mod plan;
+pub mod project;
+pub mod run;
+
+pub use project::insecure_remote_http;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -36,6 +42,64 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::secret::{Secret, SecretKind};
+use crate::store::SecretHashes;
+
+/// What roster knows of one object it manages on a target, kept in the state
+/// store: planning needs nothing else from the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    /// The target's id; `None` while a create was sent but its result is
+    /// not recorded (a crash in between): the next plan finds the object by
+    /// its key.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub remote_ref: Option<String>,
+    /// What the target held after roster's last write (read back).
+    #[serde(default)]
+    pub attrs: Attrs,
+    /// Attributes the target did not keep after a write (it computes them,
+    /// or drops them): never proposed again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub not_kept: BTreeSet<String>,
+    /// Hashes of secrets this target generated (mode `target_generated`).
+    #[serde(default, skip_serializing_if = "SecretHashes::is_empty")]
+    pub secrets: SecretHashes,
+    /// Secret kinds whose `generate_secret` was sent and whose result is not
+    /// recorded: the next plan rotates them rather than trust an unknown one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<SecretKind>,
+    /// RFC 3339 time of roster's last write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// The state serial of roster's last write.
+    #[serde(default)]
+    pub serial: u64,
+    /// Only in the record [`CAPABILITIES_ID`]: what the target said it can
+    /// do when roster last opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// The id of the record that keeps a target's capabilities.
+pub const CAPABILITIES_ID: &str = "capabilities";
+
+/// Everything roster knows of one target, keyed by [`record_id`].
+pub type TargetState = BTreeMap<String, TargetRecord>;
+
+/// The key of an object's record in a [`TargetState`]: `KIND/KEY`.
+pub fn record_id(kind: ObjKind, key: &str) -> String {
+    format!("{kind}/{key}")
+}
+
+/// The kind and key of a [`record_id`].
+pub fn parse_record_id(id: &str) -> Option<(ObjKind, &str)> {
+    let (kind, key) = id.split_once('/')?;
+    let kind = match kind {
+        "user" => ObjKind::User,
+        "group" => ObjKind::Group,
+        _ => return None,
+    };
+    Some((kind, key))
+}
 
 /// Generic attributes of one object, ordered (deterministic output).
 pub type Attrs = BTreeMap<String, Value>;
@@ -103,8 +167,9 @@ pub enum Membership {
 }
 
 /// What a target can do, learnt when it is opened (SCIM discovery, a
-/// connector's `hello`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// connector's `hello`). Recorded in the state, so that a plan can be made
+/// offline (`--refresh=false`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// The kinds it manages.
     pub kinds: BTreeSet<ObjKind>,

@@ -95,6 +95,8 @@ pub fn user_spec(display_name: &str) -> UserSpec {
             rotation: 3,
         },
         protected: false,
+        targets: Default::default(),
+        target_attrs: Default::default(),
     }
 }
 
@@ -639,8 +641,97 @@ pub fn concurrent_appliers_lose_no_update(factory: &Factory) {
 pub type SuiteTest = fn(&Factory);
 
 /// Every test, each on a fresh store from `fresh`.
+/// Target records (remote ids, read-back attributes, capabilities) are kept
+/// per target, replaced, and forgotten, beside the resources.
+fn target_records_round_trip(factory: &Factory) {
+    use roster::target::{CAPABILITIES_ID, TargetRecord};
+    let store = factory();
+    assert_empty(store.as_ref());
+    let rec = |r: &str, name: &str| TargetRecord {
+        remote_ref: Some(r.into()),
+        attrs: serde_json::from_value(serde_json::json!({"display_name": name, "active": true}))
+            .unwrap(),
+        pending: vec![roster::secret::SecretKind::Password],
+        ..TargetRecord::default()
+    };
+    let caps_record = TargetRecord {
+        capabilities: Some(roster::target::Capabilities {
+            kinds: [roster::target::ObjKind::User].into(),
+            secrets: Default::default(),
+            membership: Default::default(),
+            user_attrs: None,
+            group_attrs: None,
+            concurrency: 1,
+            limitations: vec!["no passwords".into()],
+        }),
+        ..TargetRecord::default()
+    };
+    commit_on_top(
+        store.as_ref(),
+        vec![
+            put_user("survey-sync", user_record("Survey sync")),
+            Change::PutTargetRecord {
+                target: "slack".into(),
+                id: "user/survey-sync".into(),
+                record: rec("2819c223", "Survey sync"),
+            },
+            Change::PutTargetRecord {
+                target: "slack".into(),
+                id: CAPABILITIES_ID.into(),
+                record: caps_record.clone(),
+            },
+            Change::PutTargetRecord {
+                target: "warehouse".into(),
+                id: "group/hr".into(),
+                record: rec("hr", "HR"),
+            },
+        ],
+    );
+    let snap = store.read().unwrap();
+    let slack = &snap.targets["slack"];
+    assert_eq!(
+        slack["user/survey-sync"].remote_ref.as_deref(),
+        Some("2819c223")
+    );
+    assert_eq!(slack["user/survey-sync"].pending.len(), 1);
+    assert_eq!(
+        slack[CAPABILITIES_ID].capabilities,
+        caps_record.capabilities
+    );
+    assert_eq!(
+        snap.targets["warehouse"]["group/hr"].attrs["display_name"],
+        "HR"
+    );
+    commit_on_top(
+        store.as_ref(),
+        vec![
+            Change::PutTargetRecord {
+                target: "slack".into(),
+                id: "user/survey-sync".into(),
+                record: rec("2819c223", "Renamed"),
+            },
+            Change::DeleteTargetRecord {
+                target: "warehouse".into(),
+                id: "group/hr".into(),
+            },
+        ],
+    );
+    let snap = store.read().unwrap();
+    assert_eq!(
+        snap.targets["slack"]["user/survey-sync"].attrs["display_name"],
+        "Renamed"
+    );
+    assert!(
+        snap.targets.get("warehouse").is_none_or(|t| t.is_empty()),
+        "{:?}",
+        snap.targets.get("warehouse")
+    );
+    assert!(snap.users.contains_key("survey-sync"));
+}
+
 pub fn run_all(fresh: &dyn Fn() -> Factory) {
-    let tests: [(&str, SuiteTest); 13] = [
+    let tests: [(&str, SuiteTest); 14] = [
+        ("target_records_round_trip", target_records_round_trip),
         ("empty_read", empty_read),
         ("first_commit_creates_lineage", first_commit_creates_lineage),
         ("round_trip_every_kind", round_trip_every_kind),

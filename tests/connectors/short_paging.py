@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Declares paging but ends every listing after its first page (`next: null`)."""
+import proxy
+
+
+def hook(n, req, forward, config):
+    reply = forward()
+    if req.get("op") == "list" and reply.get("ok"):
+        reply["next"] = None
+    return reply
+
+
+proxy.run(hook)

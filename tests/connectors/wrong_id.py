@@ -1,0 +1,13 @@
+#!/usr/bin/env python3
+"""Replies to `ensure` with another request's id."""
+import proxy
+
+
+def hook(n, req, forward, config):
+    reply = forward()
+    if req.get("op") == "ensure":
+        reply["id"] = req["id"] + 1
+    return reply
+
+
+proxy.run(hook)
