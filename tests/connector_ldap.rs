@@ -2,12 +2,13 @@
 //! throw-away slapd on 127.0.0.1, driven over its JSON-lines protocol
 //! (protocol v1) by a small driver here: users, groups and membership,
 //! server-generated passwords that really bind, rotation, replays,
-//! deactivation, paging and error classes.
+//! deactivation, paging and error classes; then roster's conformance kit
+//! and `roster apply` through a connector target against the same server.
 
 mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::sync::{Arc, Mutex};
@@ -790,4 +791,193 @@ fn a_service_account_with_the_readme_grants_suffices() {
     d.ok(json!({"op": "hello", "versions": [1], "target": "directory", "config": cfg}));
     d.fails(json!({"op": "ensure", "kind": "user", "key": "intruder", "ref": null, "attrs": {}, "idem": "a/11"}), "auth");
     d.finish();
+}
+
+/// roster's own conformance kit against the connector and a real slapd.
+#[test]
+fn conformance_kit_passes_against_slapd() {
+    let s = Slapd::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["connector", "test", "--env", PW_ENV, "--config"])
+        .arg(config(&s, 7).to_string())
+        .arg("--")
+        .arg(common::connectors::python())
+        .arg(script())
+        .env(PW_ENV, s.admin_password())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run roster connector test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the kit failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+    for check in [
+        "PASS handshake",
+        "PASS paging",
+        "PASS secret/password/generate",
+        "PASS secret/password/replay",
+        "PASS deactivate_reactivate",
+        "PASS no_secret_on_stderr",
+        "PASS cleanup",
+    ] {
+        assert!(stdout.contains(check), "missing {check}:\n{stdout}");
+    }
+    assert!(!stdout.contains(s.admin_password()) && !stderr.contains(s.admin_password()));
+    // The sandbox is gone from the directory.
+    let left = s.search(
+        slapd::BASE_DN,
+        "(|(uid=roster-conformance-*)(cn=roster-conformance-*))",
+        &["1.1"],
+    );
+    assert!(
+        left.trim().is_empty(),
+        "the kit left objects behind:\n{left}"
+    );
+}
+
+fn roster_in(dir: &Path, s: &Slapd, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_roster"))
+        .current_dir(dir)
+        .args(args)
+        .env(PW_ENV, s.admin_password())
+        .env("NO_COLOR", "1")
+        .env_remove("ROSTER_STORE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run roster")
+}
+
+fn write_config(dir: &Path, s: &Slapd, user_extra: &str) {
+    let cfg = format!(
+        "targets:\n  directory:\n    connector:\n      command: [{py}, {script}]\n      config: {config}\n      env: [{PW_ENV}]\n      timeout: 60s\nsettings:\n  default_targets: [directory]\nusers:\n  svc-ldap:\n    display_name: LDAP service account\n    email: svc-ldap@example.test\n{user_extra}",
+        py = serde_json::to_string(&common::connectors::python().display().to_string())
+            .expect("json"),
+        script = serde_json::to_string(&script().display().to_string()).expect("json"),
+        config = config(s, 50),
+    );
+    std::fs::create_dir_all(dir.join("config")).expect("config dir");
+    std::fs::write(dir.join("config/roster.yaml"), cfg).expect("write the config");
+}
+
+/// The secrets in a secrets output file: (user, kind, value).
+fn emitted(path: &Path) -> Vec<(String, String, String)> {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("the secrets file"))
+        .expect("secrets JSON");
+    v["secrets"]
+        .as_array()
+        .expect("secrets array")
+        .iter()
+        .map(|s| {
+            let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            (field("user"), field("kind"), field("value"))
+        })
+        .collect()
+}
+
+/// The password the directory target generated for `user`.
+fn from_target(path: &Path, user: &str) -> String {
+    let all = emitted(path);
+    let names: Vec<String> = all.iter().map(|(u, k, _)| format!("{u} {k}")).collect();
+    let mut hits = all
+        .into_iter()
+        .filter(|(u, k, _)| u == &format!("{user}@directory") && k == "password");
+    let (_, _, value) = hits
+        .next()
+        .unwrap_or_else(|| panic!("no password of {user}@directory among {names:?}"));
+    assert!(
+        hits.next().is_none(),
+        "two passwords of {user}@directory: {names:?}"
+    );
+    value
+}
+
+#[test]
+fn plan_and_apply_through_the_ldap_connector() {
+    let s = Slapd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dn = user_dn("svc-ldap");
+    write_config(dir.path(), &s, "    credentials: {password: true}\n");
+    let applied = roster_in(
+        dir.path(),
+        &s,
+        &["apply", "config", "--yes", "--secrets-out", "s1.json"],
+    );
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&applied.stdout),
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert!(applied.status.success(), "apply failed:\n{out}");
+    let first = from_target(&dir.path().join("s1.json"), "svc-ldap");
+    assert!(
+        s.binds(&dn, &first),
+        "the password the server generated and roster emitted binds"
+    );
+    assert!(
+        !out.contains(&first),
+        "the password appeared in roster's output"
+    );
+    let state =
+        std::fs::read_to_string(dir.path().join(".roster/state.json")).expect("the state file");
+    assert!(!state.contains(&first), "the state holds the password");
+    assert!(
+        state.contains("$argon2id$"),
+        "the state holds no argon2id hash"
+    );
+    let hashes = argon2_hashes(&serde_json::from_str(&state).expect("state JSON"));
+    assert!(
+        hashes
+            .iter()
+            .any(|h| roster::secret::verify_secret(&first, h)),
+        "no argon2id hash in the state verifies the emitted password ({} hashes)",
+        hashes.len()
+    );
+
+    // Re-plan: nothing to do.
+    let replan = roster_in(dir.path(), &s, &["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(
+        replan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&replan.stdout)
+    );
+
+    // Rotation.
+    write_config(
+        dir.path(),
+        &s,
+        "    credentials: {password: true, rotation: 1}\n",
+    );
+    let rotated = roster_in(
+        dir.path(),
+        &s,
+        &["apply", "config", "--yes", "--secrets-out", "s2.json"],
+    );
+    assert!(
+        rotated.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&rotated.stdout),
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let second = from_target(&dir.path().join("s2.json"), "svc-ldap");
+    assert_ne!(first, second);
+    assert!(s.binds(&dn, &second));
+    assert!(
+        !s.binds(&dn, &first),
+        "the old password still binds after rotation"
+    );
+}
+
+/// Every `$argon2id$` string anywhere in a JSON value.
+fn argon2_hashes(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) if s.starts_with("$argon2id$") => vec![s.clone()],
+        Value::Array(a) => a.iter().flat_map(argon2_hashes).collect(),
+        Value::Object(o) => o.values().flat_map(argon2_hashes).collect(),
+        _ => Vec::new(),
+    }
 }
