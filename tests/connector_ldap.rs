@@ -263,7 +263,7 @@ fn users_groups_passwords_and_deactivation_against_slapd() {
 
     // Create a user; a second identical ensure changes nothing.
     let attrs = json!({"display_name": "Survey Sync", "first_name": "Survey", "last_name": "Sync",
-                       "email": "Survey-Sync@Example.test", "active": true, "description": "nightly survey export",
+                       "email": "Survey-Sync@Example.test", "active": true,
                        "roles": ["reader"], "credentials": ["password"]});
     let created = ensure_user(&mut d, "survey-sync", attrs.clone(), "p1/user.survey-sync");
     assert_eq!(created["changed"], json!(true));
@@ -272,10 +272,6 @@ fn users_groups_passwords_and_deactivation_against_slapd() {
     assert_eq!(created["attrs"]["first_name"], json!("Survey"));
     assert_eq!(created["attrs"]["last_name"], json!("Sync"));
     assert_eq!(created["attrs"]["email"], json!("Survey-Sync@Example.test"));
-    assert_eq!(
-        created["attrs"]["description"],
-        json!("nightly survey export")
-    );
     assert_eq!(created["attrs"]["active"], json!(true));
     assert!(
         created["attrs"].get("roles").is_none(),
@@ -298,10 +294,15 @@ fn users_groups_passwords_and_deactivation_against_slapd() {
     assert!(raw.contains("sn: Sync"), "{raw}");
     assert!(raw.contains("objectClass: inetOrgPerson"), "{raw}");
 
-    // A changed attribute is written; a dropped one is removed.
+    // A changed attribute is written; a dropped one is removed; a user
+    // description (which roster does not set) is left as an admin wrote it.
+    s.modify(&format!(
+        "dn: {}\nchangetype: modify\nadd: description\ndescription: kept by the admin\n",
+        user_dn("survey-sync")
+    ));
     let mut changed_attrs = attrs.clone();
     changed_attrs["email"] = json!("ops@example.test");
-    changed_attrs["description"] = Value::Null;
+    changed_attrs["first_name"] = Value::Null;
     let upd = ensure_user(
         &mut d,
         "survey-sync",
@@ -310,11 +311,14 @@ fn users_groups_passwords_and_deactivation_against_slapd() {
     );
     assert_eq!(upd["changed"], json!(true));
     assert_eq!(upd["attrs"]["email"], json!("ops@example.test"));
-    assert!(
-        upd["attrs"].get("description").is_none(),
-        "{}",
-        upd["attrs"]
+    assert!(upd["attrs"].get("first_name").is_none(), "{}", upd["attrs"]);
+    let raw = s.search(
+        &user_dn("survey-sync"),
+        "(objectClass=*)",
+        &["givenName", "description"],
     );
+    assert!(!raw.contains("givenName:"), "{raw}");
+    assert!(raw.contains("description: kept by the admin"), "{raw}");
 
     // A group with the user as member: a groupOfNames whose member is the user's DN.
     ensure_user(&mut d, "other", json!({"active": true}), "p3/user.other");
@@ -853,7 +857,7 @@ fn roster_in(dir: &Path, s: &Slapd, args: &[&str]) -> std::process::Output {
 
 fn write_config(dir: &Path, s: &Slapd, user_extra: &str) {
     let cfg = format!(
-        "targets:\n  directory:\n    connector:\n      command: [{py}, {script}]\n      config: {config}\n      env: [{PW_ENV}]\n      timeout: 60s\nsettings:\n  default_targets: [directory]\nusers:\n  svc-ldap:\n    display_name: LDAP service account\n    email: svc-ldap@example.test\n{user_extra}",
+        "targets:\n  directory:\n    connector:\n      command: [{py}, {script}]\n      config: {config}\n      env: [{PW_ENV}]\n      timeout: 60s\nsettings:\n  default_targets: [directory]\ngroups:\n  ldap-readers:\n    description: Reads the directory\nusers:\n  svc-ldap:\n    display_name: LDAP service account\n    email: svc-ldap@example.test\n    groups: [ldap-readers]\n{user_extra}",
         py = serde_json::to_string(&common::connectors::python().display().to_string())
             .expect("json"),
         script = serde_json::to_string(&script().display().to_string()).expect("json"),
@@ -937,13 +941,28 @@ fn plan_and_apply_through_the_ldap_connector() {
         hashes.len()
     );
 
+    // The user and its group (a groupOfNames with the user's DN) are in the directory.
+    let raw = s.search(&dn, "(objectClass=*)", &["cn", "mail"]);
+    assert!(
+        raw.contains("cn: LDAP service account") && raw.contains("mail: svc-ldap@example.test"),
+        "{raw}"
+    );
+    let raw = s.search(
+        &format!("cn=ldap-readers,{}", slapd::GROUPS_OU),
+        "(objectClass=*)",
+        &["member", "description"],
+    );
+    assert!(raw.contains(&format!("member: {dn}")), "{raw}");
+    assert!(raw.contains("description: Reads the directory"), "{raw}");
+
     // Re-plan: nothing to do.
     let replan = roster_in(dir.path(), &s, &["plan", "config", "--detailed-exitcode"]);
     assert_eq!(
         replan.status.code(),
         Some(0),
-        "{}",
-        String::from_utf8_lossy(&replan.stdout)
+        "{}{}",
+        String::from_utf8_lossy(&replan.stdout),
+        String::from_utf8_lossy(&replan.stderr)
     );
 
     // Rotation.
@@ -969,6 +988,55 @@ fn plan_and_apply_through_the_ldap_connector() {
     assert!(
         !s.binds(&dn, &first),
         "the old password still binds after rotation"
+    );
+    let state =
+        std::fs::read_to_string(dir.path().join(".roster/state.json")).expect("the state file");
+    assert!(
+        !state.contains(&second),
+        "the state holds the rotated password"
+    );
+    let hashes = argon2_hashes(&serde_json::from_str(&state).expect("state JSON"));
+    assert!(
+        hashes
+            .iter()
+            .any(|h| roster::secret::verify_secret(&second, h))
+    );
+
+    // Deactivation through roster: the current password stops binding.
+    write_config(
+        dir.path(),
+        &s,
+        "    credentials: {password: true, rotation: 1}\n    active: false\n",
+    );
+    let off = roster_in(
+        dir.path(),
+        &s,
+        &[
+            "apply",
+            "config",
+            "--yes",
+            "--allow-mass-removal",
+            "--secrets-out",
+            "s3.json",
+        ],
+    );
+    assert!(
+        off.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&off.stdout),
+        String::from_utf8_lossy(&off.stderr)
+    );
+    assert!(
+        !s.binds(&dn, &second),
+        "a user deactivated by roster still binds"
+    );
+    let replan = roster_in(dir.path(), &s, &["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(
+        replan.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&replan.stdout),
+        String::from_utf8_lossy(&replan.stderr)
     );
 }
 

@@ -32,7 +32,7 @@ PROTOCOL_VERSION = 1
 LOCKED_FOREVER = "000001010000Z"
 IDEM_PREFIX = "roster-idem:"
 PAGED_OID = "1.2.840.113556.1.4.319"
-USER_ATTRS = ["uid", "cn", "sn", "givenName", "displayName", "mail", "description", "entryUUID", "pwdAccountLockedTime"]
+USER_ATTRS = ["uid", "cn", "sn", "givenName", "displayName", "mail", "entryUUID", "pwdAccountLockedTime"]
 GROUP_ATTRS = ["cn", "description", "member", "entryUUID"]
 
 # LDAP result codes -> protocol error classes.
@@ -315,7 +315,7 @@ class Connector:
         a = e["attrs"]
         uid = key if key is not None else first(a, "uid")
         out = {}
-        for gen, ldap_name in (("display_name", "displayName"), ("first_name", "givenName"), ("email", "mail"), ("description", "description")):
+        for gen, ldap_name in (("display_name", "displayName"), ("first_name", "givenName"), ("email", "mail")):
             v = first(a, ldap_name)
             if v:
                 out[gen] = v
@@ -413,7 +413,6 @@ class Connector:
             "displayName": want_display,
             "givenName": text(attrs.get("first_name")),
             "mail": text(attrs.get("email")),
-            "description": text(attrs.get("description")),
         }
         active = truthy(attrs["active"]) if "active" in attrs and attrs["active"] is not None else True
         dn = self.dn_of("user", key)
