@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # roster's test command: prepares what the tests need on a fresh machine
-# (Debian's etcd-server, age, chromium, slapd and ldap-utils, a virtualenv with
-# scim2-server 0.8.3, another with the connectors' requirements), then
+# (Debian's etcd-server, age, chromium, postgresql, slapd and ldap-utils, a
+# virtualenv with scim2-server 0.8.3, another with the connectors'
+# requirements), then
 # runs the whole test suite. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,11 @@ command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-venv)
 # The access report's HTML is tested in a real headless browser.
 [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The shipped connectors run from a venv (below): python3 -m venv needs ensurepip.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# The PostgreSQL connector is tested against throw-away clusters made with
+# initdb/pg_ctl (Debian keeps them under /usr/lib/postgresql/VERSION/bin).
+command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 # The LDAP connector's tests run a throw-away slapd (tests/common/slapd.rs)
 # and check binds with ldapwhoami.
 [ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1 || need_apt+=(slapd)
@@ -24,8 +30,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   echo "Installing ${need_apt[*]} from Debian's packages" >&2
   apt-get update -qq
-  # Packages may try to start their service; the tests run their own etcd on
-  # free ports. Keep the package's service from starting (policy-rc.d exit 101
+  # Packages may try to start their service; the tests run their own etcd,
+  # PostgreSQL and slapd on free ports. Keep the package's service from starting (policy-rc.d exit 101
   # = "action forbidden", honoured by invoke-rc.d and deb-systemd-invoke)
   # rather than stopping an etcd afterwards: that could be the developer's own.
   policy=/usr/sbin/policy-rc.d

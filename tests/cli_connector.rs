@@ -394,12 +394,26 @@ fn a_hung_babbling_confused_or_unknown_version_connector_fails_the_apply_naming_
 
 #[test]
 fn a_connector_echoing_secrets_on_stderr_never_gets_them_printed() {
+    // echo_secret.py logs every secret it gets or makes on stderr; its
+    // tokens are target_generated.
     let env = Env::new();
-    env.write(&script("echo_secret.py"), "", "30s", USERS);
+    let users = USERS.replace("{ password: true }", "{ password: true, token: true }");
+    env.write(&script("echo_secret.py"), "", "30s", &users);
     let apply = env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"]);
     assert_eq!(apply.code, 0, "{}", apply.show());
     let s1 = env.secrets("s1.json");
-    assert_eq!(s1.len(), 1);
+    let users: Vec<&str> = s1.iter().map(|(u, _)| u.as_str()).collect();
+    assert!(users.contains(&"lms"), "roster's password: {users:?}");
+    assert!(
+        users.contains(&"lms@warehouse"),
+        "the target's token: {users:?}"
+    );
+    let token = &s1
+        .iter()
+        .find(|(u, _)| u == "lms@warehouse")
+        .expect("token")
+        .1;
+    assert!(token.starts_with("tok-"), "the connector's own token");
     assert_no_secret(&apply, &s1);
     assert!(
         apply
@@ -408,4 +422,18 @@ fn a_connector_echoing_secrets_on_stderr_never_gets_them_printed() {
         "{}",
         apply.show()
     );
+    assert!(
+        apply
+            .stderr
+            .contains("[warehouse] generate_secret: minted [redacted]"),
+        "{}",
+        apply.show()
+    );
+    let state = fs::read_to_string(env.path(".roster/state.json")).expect("state");
+    assert!(
+        !state.contains(token.as_str()),
+        "only the token's hash is kept"
+    );
+    let again = env.roster(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.show());
 }

@@ -719,6 +719,10 @@ fn the_kit_passes_on_the_example_connector_and_leaves_no_sandbox_object() {
     let (code, out, _) = kit_on(&example(), &db, &["--kind", "user"], 120);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("/group"), "{out}");
+    let (code, out, _) = kit_on(&example(), &db, &["--kind", "group"], 120);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("/user") && !out.contains("paging"), "{out}");
+    assert!(out.contains("PASS create_list_roundtrip/group"), "{out}");
 }
 
 /// Run the kit on a misbehaving connector: it must exit 1 with `FAIL check: ...reason...`.
@@ -1175,4 +1179,29 @@ fn a_stderr_line_over_64_kib_is_cut() {
         &line[line.len() - 40..]
     );
     assert_eq!(line.matches('L').count(), 64 * 1024);
+}
+
+#[test]
+fn an_ok_reply_without_the_fields_of_its_op_ends_the_session() {
+    let script = "import json, sys\nfor line in sys.stdin:\n    req = json.loads(line)\n    if req['op'] == 'hello':\n        print(json.dumps({'id': 1, 'ok': True, 'version': 1, 'capabilities': {'kinds': ['user'], 'paging': False, 'secrets': {}}}), flush=True)\n    else:\n        print(json.dumps({'id': req['id'], 'ok': True}), flush=True)\n";
+    let cfg = ConnectorTargetConfig {
+        command: vec!["python3".into(), "-c".into(), script.into()],
+        config: Default::default(),
+        env: vec![],
+        timeout: Some("10s".into()),
+    };
+    let (e, later) = bounded(30, move || {
+        let t = open("terse", &cfg, &Log::default());
+        let e = t.list(ObjKind::User).expect_err("no items");
+        let later = t.list(ObjKind::User).expect_err("dead");
+        (e, later)
+    });
+    assert!(
+        e.message.contains(
+            "target `terse`: list (request 2): the reply does not have the fields of a `list` reply"
+        ),
+        "{e}"
+    );
+    assert!(e.message.contains("missing field `items`"), "{e}");
+    assert!(later.message.contains("session ended earlier"), "{later}");
 }

@@ -151,15 +151,12 @@ fn secret_kinds(attrs: &Attrs) -> Vec<SecretKind> {
     v
 }
 
-/// Whether attribute `name` is roster's own bookkeeping on this target
-/// rather than something the target holds: `credentials` where the target's
-/// attribute list leaves it out (it then only drives the secret steps).
-pub fn is_internal(caps: &Capabilities, name: &str) -> bool {
+/// Whether attribute `name` is roster's own bookkeeping rather than something
+/// compared with the target: `credentials` (which secret kinds a user holds)
+/// drives the secret steps; a target is sent it, but what it reports back
+/// (many cannot) is never compared, and roster records what it sent.
+pub fn is_internal(_caps: &Capabilities, name: &str) -> bool {
     name == "credentials"
-        && caps
-            .user_attrs
-            .as_ref()
-            .is_some_and(|set| !set.contains(name))
 }
 
 fn is_active(attrs: &Attrs) -> bool {

@@ -6,5 +6,6 @@
 
 pub mod connectors;
 pub mod etcd;
+pub mod postgres;
 pub mod slapd;
 pub mod store_suite;

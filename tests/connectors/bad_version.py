@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Answers `hello` with protocol version 2, which roster did not offer."""
-import proxy
+import sys
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 
 def hook(n, req, forward, config):

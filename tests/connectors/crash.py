@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Exits with status 3, without replying, at request number `config.crash_at` (default 3)."""
 import os, sys
-import proxy
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 
 def hook(n, req, forward, config):

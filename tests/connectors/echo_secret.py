@@ -2,7 +2,8 @@
 """Logs every secret it gets or makes on stderr. Tokens are `target_generated`:
 it mints them itself (one per idem) and logs each before replying."""
 import secrets, sys
-import proxy
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 minted = {}
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Prints a log line on stdout before its reply to `list` (config `huge`: a 17 MiB line instead)."""
-import proxy
+import sys
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 
 def hook(n, req, forward, config):

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Never replies to `list` (writes its pid and its child's to `config.pid_file`);
 with `config.ignore_eof`, does not exit when its stdin closes either."""
+import sys
 import time
-import proxy
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 
 def hook(n, req, forward, config):

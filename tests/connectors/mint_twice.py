@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Tokens are `target_generated`, and every `generate_secret` mints a new
 one, even for a replayed idem (the rule it breaks)."""
+import sys
 import secrets
-import proxy
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 
 def hook(n, req, forward, config):

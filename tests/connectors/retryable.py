@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Answers the first attempt of every `ensure` (per idem) with a `retryable`
 error (`retry_after: 0`), then works; with `config.always`, every attempt."""
-import proxy
+import sys
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 seen = set()
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Replies to `ensure` with another request's id."""
-import proxy
+import sys
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import proxy  # noqa: E402
 
 
 def hook(n, req, forward, config):

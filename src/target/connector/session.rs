@@ -664,7 +664,8 @@ impl Session {
     /// exit, then SIGKILL its group; reap it.
     pub fn close(&mut self) -> Closed {
         self.stdin = None;
-        let on_its_own = self.status.is_some() || {
+        // A session that ended on a fault was killed already: not "on its own".
+        let on_its_own = self.status.is_none() && {
             let start = Instant::now();
             let mut exited = false;
             for _ in 0..100_000 {
