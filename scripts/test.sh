@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # roster's test command: prepares what the tests need on a fresh machine
-# (Debian's etcd-server, age, chromium and postgresql, a virtualenv with scim2-server
-# 0.8.3, another with the connectors' requirements), then
+# (Debian's etcd-server, age, chromium, postgresql, slapd and ldap-utils, a
+# virtualenv with scim2-server 0.8.3, another with the connectors'
+# requirements), then
 # runs the whole test suite. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,10 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # The PostgreSQL connector is tested against throw-away clusters made with
 # initdb/pg_ctl (Debian keeps them under /usr/lib/postgresql/VERSION/bin).
 command -v initdb >/dev/null 2>&1 || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+# The LDAP connector's tests run a throw-away slapd (tests/common/slapd.rs)
+# and check binds with ldapwhoami.
+[ -x /usr/sbin/slapd ] || command -v slapd >/dev/null 2>&1 || need_apt+=(slapd)
+command -v ldapwhoami >/dev/null 2>&1 || need_apt+=(ldap-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "roster tests need: ${need_apt[*]} (run: sudo apt-get install -y ${need_apt[*]})" >&2
@@ -25,8 +30,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   echo "Installing ${need_apt[*]} from Debian's packages" >&2
   apt-get update -qq
-  # Packages may try to start their service; the tests run their own etcd and
-  # PostgreSQL on free ports. Keep the package's service from starting (policy-rc.d exit 101
+  # Packages may try to start their service; the tests run their own etcd,
+  # PostgreSQL and slapd on free ports. Keep the package's service from starting (policy-rc.d exit 101
   # = "action forbidden", honoured by invoke-rc.d and deb-systemd-invoke)
   # rather than stopping an etcd afterwards: that could be the developer's own.
   policy=/usr/sbin/policy-rc.d

@@ -7,4 +7,5 @@
 pub mod connectors;
 pub mod etcd;
 pub mod postgres;
+pub mod slapd;
 pub mod store_suite;
