@@ -382,6 +382,14 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                     continue;
                 }
                 step.remote_ref = remote_ref;
+                // The target still holds it under another name: a rename
+                // that was recorded but not (yet) done there.
+                if let Some(f) = found
+                    && !f.key.eq_ignore_ascii_case(key)
+                    && step.renamed_from.is_none()
+                {
+                    step.renamed_from = Some(f.key.clone());
+                }
                 let ignore = &rec.not_kept;
                 // Compared: what roster wants, and what it set before and no
                 // longer wants (never an attribute roster never set).

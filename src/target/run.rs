@@ -311,7 +311,11 @@ pub fn intents(plan: &Plan, snapshot: &Snapshot, opened: &[Opened], now: &str) -
                     pending.push(*k);
                 }
             }
+            let moved = old_id
+                .as_ref()
+                .is_some_and(|o| *o != id && records.is_some_and(|r| r.contains_key(o)));
             let needs_record = existing.is_none()
+                || moved
                 || pending != existing.map(|r| r.pending.clone()).unwrap_or_default();
             if !needs_record {
                 continue;
@@ -322,6 +326,17 @@ pub fn intents(plan: &Plan, snapshot: &Snapshot, opened: &[Opened], now: &str) -
             }
             record.pending = pending;
             record.updated_at = Some(now.to_string());
+            // A renamed object's record moves to its new key (one record per
+            // remote object); the next plan renames it on the target if this
+            // apply does not get to.
+            if let Some(old) = old_id.filter(|o| *o != id)
+                && records.is_some_and(|r| r.contains_key(&old))
+            {
+                out.push(Change::DeleteTargetRecord {
+                    target: name.clone(),
+                    id: old,
+                });
+            }
             out.push(Change::PutTargetRecord {
                 target: name.clone(),
                 id,
