@@ -396,3 +396,129 @@ fn an_apply_killed_while_writing_a_target_converges_and_no_valid_password_was_un
     }
     assert_eq!(checked, 12, "every user holds an emitted password");
 }
+
+/// Everything a server holds, with `meta` (which every write changes).
+fn server_state(base: &str) -> (Value, Value) {
+    let (s, u) = direct("GET", &format!("{base}/Users?count=1000"), None);
+    assert_eq!(s, 200);
+    let (s, g) = direct("GET", &format!("{base}/Groups?count=1000"), None);
+    assert_eq!(s, 200);
+    (u, g)
+}
+
+#[test]
+fn read_only_commands_never_write_to_a_target() {
+    let server = ScimServer::start(ServerConfig::default());
+    let base = server.http_base(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "roles.yaml", ROLES);
+    write(
+        dir.path(),
+        "config.yaml",
+        &format!(
+            "targets:\n  idp:\n    scim:\n      url: {base}\n      token_env: {TOKEN_ENV}\nsettings:\n  default_targets: [idp]\nusers:\n  payroll-export:\n    display_name: Payroll export\n    roles: [payroll-reader]\n    credentials: {{password: true}}\n"
+        ),
+    );
+    let out = run(
+        dir.path(),
+        &["apply", "config", "--yes", "--secrets-out", "s.json"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    // A change is pending, so plans have something to show.
+    write(
+        dir.path(),
+        "config.yaml",
+        &std::fs::read_to_string(dir.path().join("config/config.yaml"))
+            .unwrap()
+            .replace("Payroll export", "Payroll export (v2)"),
+    );
+    let before = server_state(&base);
+    for args in [
+        vec!["validate", "config"],
+        vec!["plan", "config"],
+        vec!["plan", "config", "--format", "markdown"],
+        vec!["plan", "config", "--format", "json", "--detailed-exitcode"],
+        vec!["plan", "config", "--refresh=false"],
+        vec!["plan", "config", "--out", "saved.json"],
+        vec!["show", "saved.json"],
+        vec!["export"],
+        vec!["history"],
+        vec!["report", "access", "config", "--format", "json"],
+    ] {
+        let out = run(dir.path(), &args);
+        assert!(
+            code(&out) == 0 || code(&out) == 2,
+            "{args:?}: {}",
+            show(&out)
+        );
+        assert_eq!(server_state(&base), before, "{args:?} wrote to the target");
+    }
+    // The probe sees writes: applying the saved plan changes the server.
+    let out = run(dir.path(), &["apply", "--plan", "saved.json", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert_ne!(server_state(&base), before, "the apply did write");
+    replan_is_clean(dir.path(), "after the saved plan");
+}
+
+#[test]
+fn a_refused_password_revocation_on_a_target_is_reported_failed_never_ok() {
+    let mut server = ScimServer::start(ServerConfig::default());
+    let proxy = start_proxy(server.port, 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |password: bool| {
+        format!(
+            "targets:\n  idp:\n    scim:\n      url: {}\n      token_env: {TOKEN_ENV}\n      retries: 1\nsettings:\n  default_targets: [idp]\nusers:\n  survey-sync:\n    display_name: Survey sync\n    credentials: {{password: {password}}}\n",
+            proxy.base()
+        )
+    };
+    write(dir.path(), "config.yaml", &config(true));
+    let out = run(
+        dir.path(),
+        &["apply", "config", "--yes", "--secrets-out", "s.json"],
+    );
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    let issued = issued(&dir.path().join("s.json"));
+    let password = issued
+        .get("survey-sync")
+        .expect("a password was issued")
+        .clone();
+    // The password is revoked; the provider refuses every password write.
+    write(dir.path(), "config.yaml", &config(false));
+    proxy
+        .controls
+        .refuse_password_writes
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let out = run(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    let err = stderr(&out);
+    assert!(err.contains("FAILED  user.survey-sync@idp"), "{err}");
+    assert!(err.contains("revoking the password"), "{err}");
+    assert!(!err.contains("ok      user.survey-sync@idp"), "{err}");
+    assert!(!show(&out).contains(&password));
+    // The next plan still proposes the revocation on the target.
+    let plan = run(dir.path(), &["plan", "config", "--format", "json"]);
+    let plan: Value = serde_json::from_str(&stdout(&plan)).expect("json");
+    assert_eq!(
+        plan["targets"]["idp"]["steps"][0]["revoke_secret"],
+        json!(["password"]),
+        "{}",
+        plan["targets"]["idp"]
+    );
+    proxy
+        .controls
+        .refuse_password_writes
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let out = run(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    replan_is_clean(dir.path(), "after the revocation");
+    let dump = server.stop_and_dump();
+    let held = dump
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["userName"] == "survey-sync"))
+        .expect("in the dump");
+    assert_ne!(
+        held["password"].as_str(),
+        Some(password.as_str()),
+        "the issued password no longer works on the server"
+    );
+}
