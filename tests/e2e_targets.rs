@@ -522,3 +522,174 @@ fn a_refused_password_revocation_on_a_target_is_reported_failed_never_ok() {
         "the issued password no longer works on the server"
     );
 }
+
+fn group_members(base: &str, name: &str) -> Vec<String> {
+    let (_, list) = direct("GET", &format!("{base}/Groups?count=1000"), None);
+    let ids: Vec<String> = list["Resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["displayName"] == name)
+        .map(|g| {
+            g["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["value"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut names: Vec<String> = users(base)
+        .iter()
+        .filter(|u| ids.iter().any(|i| u["id"] == i.as_str()))
+        .filter_map(|u| u["userName"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+fn lifecycle(extension: bool) {
+    let what = if extension { "extended" } else { "core-only" };
+    let mut server = ScimServer::start(ServerConfig {
+        extension,
+        ..ServerConfig::default()
+    });
+    let base = server.http_base(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "roles.yaml",
+        "roles:\n  payroll-reader:\n    permissions: [payroll.read]\n  payroll-writer:\n    permissions: [payroll.write]\ngroups:\n  hr-integrations:\n    roles: [payroll-reader]\n",
+    );
+    let head = format!(
+        "targets:\n  idp:\n    scim:\n      url: {base}\n      token_env: {TOKEN_ENV}\nsettings:\n  default_targets: [idp]\n  max_removal_fraction: 1.0\n  argon2: {{memory_kib: 8192, iterations: 1, parallelism: 1}}\n"
+    );
+    let step = |n: usize, users: &str| -> Output {
+        write(dir.path(), "config.yaml", &format!("{head}users:\n{users}"));
+        let out = run(
+            dir.path(),
+            &[
+                "apply",
+                "config",
+                "--yes",
+                "--secrets-out",
+                &format!("s{n}.json"),
+            ],
+        );
+        assert_eq!(code(&out), 0, "{what} step {n}: {}", show(&out));
+        assert!(
+            !stderr(&out).contains("FAILED"),
+            "{what} step {n}: {}",
+            show(&out)
+        );
+        replan_is_clean(dir.path(), &format!("{what} step {n}"));
+        out
+    };
+    // 1. Create: a group member with a role through the group and set rights.
+    step(
+        1,
+        "  lms-sync:\n    display_name: LMS sync\n    groups: [hr-integrations]\n    set_rights: {personal: read}\n  survey-sync:\n    display_name: Survey sync\n    credentials: {password: true}\n",
+    );
+    assert_eq!(group_members(&base, "hr-integrations"), vec!["lms-sync"]);
+    assert_eq!(
+        group_members(&base, "roster-role-payroll-reader"),
+        vec!["lms-sync"]
+    );
+    assert_eq!(
+        group_members(&base, "roster-rights-personal-read"),
+        vec!["lms-sync"]
+    );
+    let lms_id = users(&base)
+        .iter()
+        .find(|u| u["userName"] == "lms-sync")
+        .map(|u| u["id"].clone())
+        .expect("lms-sync");
+    // 2. Update: a display name, a role given directly, set rights raised.
+    step(
+        2,
+        "  lms-sync:\n    display_name: LMS sync (v2)\n    groups: [hr-integrations]\n    roles: [payroll-writer]\n    set_rights: {personal: write}\n  survey-sync:\n    display_name: Survey sync\n    credentials: {password: true}\n",
+    );
+    assert_eq!(
+        group_members(&base, "roster-role-payroll-writer"),
+        vec!["lms-sync"]
+    );
+    assert_eq!(
+        group_members(&base, "roster-rights-personal-write"),
+        vec!["lms-sync"]
+    );
+    assert!(
+        group_members(&base, "roster-rights-personal-read").is_empty(),
+        "the old rights group is gone or empty"
+    );
+    // 3. Deactivate: inactive on the server, out of every group.
+    let survey =
+        "  survey-sync:\n    display_name: Survey sync\n    credentials: {password: true}\n";
+    let lms = "  lms-sync:\n    display_name: LMS sync (v2)\n    groups: [hr-integrations]\n    roles: [payroll-writer]\n    set_rights: {personal: write}\n";
+    step(
+        3,
+        &format!(
+            "{lms}{}",
+            survey.replace("Survey sync\n", "Survey sync\n    active: false\n")
+        ),
+    );
+    let s = users(&base)
+        .into_iter()
+        .find(|u| u["userName"] == "survey-sync")
+        .expect("kept");
+    assert_eq!(s["active"], false, "{what}: deactivated, not deleted");
+    // 4. Reactivate: a new password reaches the server.
+    step(4, &format!("{lms}{survey}"));
+    let reactivated = issued(&dir.path().join("s4.json"));
+    assert!(
+        reactivated.contains_key("survey-sync"),
+        "{what}: a new password on reactivation"
+    );
+    // 5. Rotate.
+    step(
+        5,
+        &format!(
+            "{lms}{}",
+            survey.replace("{password: true}", "{password: true, rotation: 1}")
+        ),
+    );
+    let rotated = issued(&dir.path().join("s5.json"));
+    assert_ne!(rotated.get("survey-sync"), reactivated.get("survey-sync"));
+    // 6. Rename: the remote id stays.
+    step(
+        6,
+        &format!(
+            "{}{}",
+            lms.replace(
+                "  lms-sync:\n",
+                "  lms-export:\n    previous_names: [lms-sync]\n"
+            ),
+            survey.replace("{password: true}", "{password: true, rotation: 1}")
+        ),
+    );
+    let renamed = users(&base)
+        .into_iter()
+        .find(|u| u["userName"] == "lms-export")
+        .expect("renamed");
+    assert_eq!(renamed["id"], lms_id, "{what}: a rename keeps the id");
+    assert_eq!(group_members(&base, "hr-integrations"), vec!["lms-export"]);
+    // The server holds the rotated password.
+    let dump = server.stop_and_dump();
+    let held = dump
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["userName"] == "survey-sync"))
+        .expect("in the dump");
+    assert_eq!(
+        held["password"].as_str(),
+        rotated.get("survey-sync").map(String::as_str)
+    );
+}
+
+#[test]
+fn lifecycle_through_the_cli_on_a_core_schema_only_server() {
+    lifecycle(false);
+}
+
+#[test]
+fn lifecycle_through_the_cli_on_a_server_with_rosters_extension() {
+    lifecycle(true);
+}
