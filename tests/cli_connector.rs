@@ -437,3 +437,54 @@ fn a_connector_echoing_secrets_on_stderr_never_gets_them_printed() {
     let again = env.roster(&["plan", "config", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "{}", again.show());
 }
+
+#[test]
+fn a_lost_generate_secret_reply_is_pending_and_the_next_apply_generates_again() {
+    // loses_generated.py mints a token, then dies before replying.
+    let env = Env::new();
+    let users = "  lms:\n    display_name: LMS\n    credentials: { token: true }\n";
+    let marker = env.path("marker");
+    env.write(
+        &script("loses_generated.py"),
+        &format!(", marker: {}", marker.display()),
+        "30s",
+        users,
+    );
+    let first = env.roster(&["apply", "config", "--yes", "--secrets-out", "s1.json"]);
+    assert_eq!(first.code, 1, "{}", first.show());
+    assert!(marker.exists(), "the connector minted and died");
+    assert!(
+        first.stderr.contains("FAILED  user.lms@warehouse"),
+        "{}",
+        first.show()
+    );
+    // The state says the request is pending; the next plan generates again.
+    let state: Value =
+        serde_json::from_str(&fs::read_to_string(env.path(".roster/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["targets"]["warehouse"]["user/lms"]["pending"],
+        serde_json::json!(["token"]),
+        "{}",
+        state["targets"]["warehouse"]
+    );
+    let plan = env.roster(&["plan", "config", "--format", "json"]);
+    let plan: Value = serde_json::from_str(&plan.stdout).expect("json plan");
+    let step = &plan["targets"]["warehouse"]["steps"][0];
+    assert_eq!(
+        step["generate_secret"],
+        serde_json::json!(["token"]),
+        "{step}"
+    );
+    assert_eq!(step["reason"], "pending secret", "{step}");
+    let second = env.roster(&["apply", "config", "--yes", "--secrets-out", "s2.json"]);
+    assert_eq!(second.code, 0, "{}", second.show());
+    let s2 = env.secrets("s2.json");
+    assert!(
+        s2.iter()
+            .any(|(u, v)| u == "lms@warehouse" && v.starts_with("tok-")),
+        "{s2:?}"
+    );
+    assert_no_secret(&second, &s2);
+    let again = env.roster(&["plan", "config", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "{}", again.show());
+}
