@@ -693,3 +693,70 @@ fn lifecycle_through_the_cli_on_a_core_schema_only_server() {
 fn lifecycle_through_the_cli_on_a_server_with_rosters_extension() {
     lifecycle(true);
 }
+
+#[test]
+fn a_saved_plan_is_stale_when_a_managed_object_changed_on_the_target_not_an_unmanaged_one() {
+    let server = ScimServer::start(ServerConfig::default());
+    let base = server.http_base(None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |display: &str| {
+        format!(
+            "targets:\n  idp:\n    scim:\n      url: {base}\n      token_env: {TOKEN_ENV}\nsettings:\n  default_targets: [idp]\nusers:\n  survey-sync:\n    display_name: {display}\n"
+        )
+    };
+    write(dir.path(), "config.yaml", &config("Survey sync"));
+    let out = run(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    write(dir.path(), "config.yaml", &config("Survey sync (v2)"));
+    let out = run(dir.path(), &["plan", "config", "--out", "p.json"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    // A user roster does not manage appears: the plan is still good.
+    let (s, _) = direct(
+        "POST",
+        &format!("{base}/Users"),
+        Some(
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "human"}),
+        ),
+    );
+    assert_eq!(s, 201);
+    let out = run(dir.path(), &["apply", "--plan", "p.json", "--yes"]);
+    assert_eq!(
+        code(&out),
+        0,
+        "an unmanaged user never makes a plan stale: {}",
+        show(&out)
+    );
+    write(dir.path(), "config.yaml", &config("Survey sync (v3)"));
+    let out = run(dir.path(), &["plan", "config", "--out", "p2.json"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    // A managed user is changed by hand: the saved plan is refused.
+    let id = users(&base)
+        .into_iter()
+        .find(|u| u["userName"] == "survey-sync")
+        .map(|u| u["id"].as_str().unwrap_or_default().to_string())
+        .expect("survey-sync");
+    let (s, body) = direct(
+        "PATCH",
+        &format!("{base}/Users/{id}"),
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "displayName", "value": "Edited by hand"}]
+        })),
+    );
+    assert!(s == 200 || s == 204, "{s} {body}");
+    let before = server_state(&base);
+    let out = run(dir.path(), &["apply", "--plan", "p2.json", "--yes"]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    assert!(stderr(&out).contains("stale"), "{}", show(&out));
+    assert!(stderr(&out).contains("idp"), "{}", show(&out));
+    assert_eq!(server_state(&base), before, "nothing was written");
+    // A fresh plan shows the drift and restores the declared value.
+    let out = run(dir.path(), &["apply", "config", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        stdout(&out).contains("changed on idp outside roster"),
+        "{}",
+        show(&out)
+    );
+    replan_is_clean(dir.path(), "after the fresh apply");
+}
