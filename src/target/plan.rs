@@ -730,6 +730,9 @@ mod tests {
             }
         }
         fn run(&self) -> TargetPlan {
+            self.run_protecting(&BTreeSet::new())
+        }
+        fn run_protecting(&self, protected: &BTreeSet<String>) -> TargetPlan {
             let none = BTreeSet::new();
             plan(&Input {
                 name: "slack",
@@ -742,7 +745,7 @@ mod tests {
                 renames: &self.renames,
                 generated: &self.generated,
                 rotated: &none,
-                protected: &none,
+                protected,
                 removal: self.removal,
             })
         }
@@ -958,5 +961,24 @@ mod tests {
         assert!(!p.refreshed);
         assert!(p.fingerprint.is_none());
         assert_eq!(actions(&p), vec![(Action::Update, "user.svc@slack")]);
+    }
+
+    #[test]
+    fn a_protected_user_removed_from_the_config_is_left_as_it_is_on_the_target() {
+        let mut c = Case::new(caps(Membership::OnGroup, SecretMode::RosterGenerated));
+        c.records.insert(
+            "user/keep".into(),
+            record("u1", json!({"display_name": "Keep", "active": true})),
+        );
+        c.users = Some(vec![remote(
+            "keep",
+            "u1",
+            json!({"display_name": "Keep", "active": true}),
+        )]);
+        let p = c.run_protecting(&BTreeSet::from(["keep".to_string()]));
+        assert!(p.steps.is_empty(), "{:?}", p.steps);
+        assert_eq!(p.protected, vec!["user.keep@slack"]);
+        let p = c.run();
+        assert_eq!(actions(&p), vec![(Action::Deactivate, "user.keep@slack")]);
     }
 }
