@@ -55,6 +55,27 @@ pub struct TargetStep {
     pub reason: Option<String>,
 }
 
+impl TargetStep {
+    /// A step on object `kind`/`key` of target `target`, nothing else set.
+    fn new(action: Action, kind: ObjKind, key: &str, target: &str) -> TargetStep {
+        TargetStep {
+            action,
+            address: address(kind, key, target),
+            kind,
+            key: key.to_string(),
+            remote_ref: None,
+            renamed_from: None,
+            changes: Vec::new(),
+            attrs: None,
+            current: None,
+            set_secret: Vec::new(),
+            generate_secret: Vec::new(),
+            revoke_secret: Vec::new(),
+            reason: None,
+        }
+    }
+}
+
 /// The plan for one target.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetPlan {
@@ -307,19 +328,9 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
         let rec = input.records.get(&rec_id);
         let addr = address(kind, key, name);
         let mut step = TargetStep {
-            action: Action::Update,
-            address: addr.clone(),
-            kind,
-            key: key.clone(),
-            remote_ref: None,
             renamed_from: renamed_from.clone(),
-            changes: Vec::new(),
             attrs: Some(want.clone()),
-            current: None,
-            set_secret: Vec::new(),
-            generate_secret: Vec::new(),
-            revoke_secret: Vec::new(),
-            reason: None,
+            ..TargetStep::new(Action::Update, kind, key, name)
         };
         let wanted_secrets = secret_kinds(want);
         match rec {
@@ -557,19 +568,8 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
         if refreshed && found.is_none() {
             // Already gone: the record is forgotten by the next apply.
             removals.push(TargetStep {
-                action: Action::Delete,
-                address: address(kind, key, name),
-                kind,
-                key: key.to_string(),
-                remote_ref: None,
-                renamed_from: None,
-                changes: Vec::new(),
-                attrs: None,
-                current: None,
-                set_secret: Vec::new(),
-                generate_secret: Vec::new(),
-                revoke_secret: Vec::new(),
                 reason: Some("missing".into()),
+                ..TargetStep::new(Action::Delete, kind, key, name)
             });
             continue;
         }
@@ -585,19 +585,9 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
         let delete = kind == ObjKind::Group || input.removal == Removal::Delete;
         if delete {
             removals.push(TargetStep {
-                action: Action::Delete,
-                address: addr,
-                kind,
-                key: key.to_string(),
                 remote_ref,
-                renamed_from: None,
-                changes: Vec::new(),
-                attrs: None,
                 current: Some(have),
-                set_secret: Vec::new(),
-                generate_secret: Vec::new(),
-                revoke_secret: Vec::new(),
-                reason: None,
+                ..TargetStep::new(Action::Delete, kind, key, name)
             });
             continue;
         }
@@ -616,19 +606,12 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
         }
         let revoke_secret = secret_kinds(&rec.attrs);
         removals.push(TargetStep {
-            action: Action::Deactivate,
-            address: addr,
-            kind,
-            key: key.to_string(),
             remote_ref,
-            renamed_from: None,
             changes: field_changes(&names, &have, &target),
             attrs: Some(target),
             current: Some(have),
-            set_secret: Vec::new(),
-            generate_secret: Vec::new(),
             revoke_secret,
-            reason: None,
+            ..TargetStep::new(Action::Deactivate, kind, key, name)
         });
     }
     // Groups are deleted after users leave them; users deactivated last.
