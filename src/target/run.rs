@@ -360,7 +360,7 @@ pub struct TargetApply {
 /// Carry out every target's steps, targets in parallel, each target's steps
 /// phase by phase with its concurrency. `secrets` are the roster-generated
 /// secrets the state-store commit emitted; `emit` receives target-generated
-/// ones at once; `hash` turns a secret into its stored hash.
+/// ones at once (hashed with `argon2` for the state).
 #[allow(clippy::too_many_arguments)]
 pub fn apply_targets(
     opened: &[Opened],
@@ -378,16 +378,35 @@ pub fn apply_targets(
             .filter_map(|t| plan.targets.get(&t.name).map(|tp| (t, tp)))
             .filter(|(_, tp)| !tp.steps.is_empty())
             .map(|(t, tp)| {
-                scope.spawn(move || {
+                let handle = scope.spawn(move || {
                     let empty = super::TargetState::new();
                     let records = snapshot.targets.get(&t.name).unwrap_or(&empty);
                     apply_one(t, tp, records, secrets, emit, argon2, now, idem_base)
-                })
+                });
+                (tp, handle)
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            .map(|(tp, h)| {
+                // A worker that panicked did not report: none of its steps
+                // counts as done (their intents stay pending in the state).
+                h.join().unwrap_or_else(|_| TargetApply {
+                    outcomes: tp
+                        .steps
+                        .iter()
+                        .map(|s| ChangeOutcome {
+                            address: s.address.clone(),
+                            error: Some(
+                                "internal error: this target's worker stopped; \
+                                         nothing of it is recorded as done"
+                                    .into(),
+                            ),
+                        })
+                        .collect(),
+                    ..TargetApply::default()
+                })
+            })
             .collect()
     });
     let mut out = TargetApply::default();
