@@ -7,6 +7,8 @@
 //!   config schema's bounds; every step's `changes` are exactly what its
 //!   `target` changes (a create lists every field of the target; an update's
 //!   `after` values are the target's); the summary counts the steps.
+//!   A target step's `changes` show every attribute it writes that differs
+//!   from what the target held, with the value written.
 //! - [`check_against`] (at apply, under the lock, with the store at the
 //!   plan's base): every step's `changes` equal the difference between the
 //!   stored resource and the `target` apply will write.
@@ -84,6 +86,48 @@ fn check_step(step: &Step) -> Result<(), String> {
     Ok(())
 }
 
+/// A target step's own consistency: what it writes is what it shows. Every
+/// attribute a create writes is listed with its value; an update's `after`
+/// values are the attributes it writes, and every attribute it writes that
+/// differs from what the target held is listed (roster's bookkeeping of
+/// `credentials` aside, which drives the secret steps shown instead).
+pub(crate) fn check_target_step(step: &crate::target::plan::TargetStep) -> Result<(), String> {
+    use crate::target::compare;
+    let Some(attrs) = &step.attrs else {
+        return match step.action {
+            Action::Delete if step.changes.iter().all(|c| c.after.is_none()) => Ok(()),
+            Action::Delete => Err("a delete's changes have values after it".into()),
+            _ => Err("no attributes to write".into()),
+        };
+    };
+    if step.action == Action::Delete {
+        return Err("a delete has attributes to write".into());
+    }
+    for c in &step.changes {
+        if !compare::equal(&c.field, c.after.as_ref(), attrs.get(&c.field)) {
+            return Err(format!(
+                "attribute {}: the change shown differs from what is written",
+                c.field
+            ));
+        }
+    }
+    let shown = |k: &str| step.changes.iter().any(|c| c.field == k);
+    let empty = crate::target::Attrs::new();
+    let before = match step.action {
+        Action::Create => &empty,
+        _ => step.current.as_ref().unwrap_or(&empty),
+    };
+    for (k, v) in attrs {
+        if k == "credentials" || shown(k) {
+            continue;
+        }
+        if !compare::equal(k, Some(v), before.get(k)) {
+            return Err(format!("attribute {k} is written but not shown"));
+        }
+    }
+    Ok(())
+}
+
 fn summary_of(plan: &Plan) -> Summary {
     Summary::of_steps(&plan.steps, plan.summary.unmanaged, plan.drift.len())
         .with_targets(&plan.targets)
@@ -96,6 +140,11 @@ pub fn check_saved(plan: &Plan) -> Result<(), String> {
     within_schema::<Argon2Params>("argon2", &plan.secret_policy.argon2)?;
     for step in &plan.steps {
         check_step(step).map_err(|e| format!("step {}: {e}", step.address))?;
+    }
+    for t in plan.targets.values() {
+        for step in &t.steps {
+            check_target_step(step).map_err(|e| format!("step {}: {e}", step.address))?;
+        }
     }
     if summary_of(plan) != plan.summary {
         return Err("the summary does not count the plan's steps".into());
@@ -158,4 +207,84 @@ pub fn check_against(plan: &Plan, snapshot: &Snapshot) -> Result<(), (String, St
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod target_step_tests {
+    use super::*;
+    use crate::target::ObjKind;
+    use crate::target::plan::TargetStep;
+
+    fn step(action: Action, attrs: Value, current: Value, changes: Vec<FieldChange>) -> TargetStep {
+        TargetStep {
+            action,
+            address: "user.svc@slack".into(),
+            kind: ObjKind::User,
+            key: "svc".into(),
+            remote_ref: Some("id1".into()),
+            renamed_from: None,
+            changes,
+            attrs: serde_json::from_value(attrs).ok(),
+            current: serde_json::from_value(current).ok(),
+            set_secret: Vec::new(),
+            generate_secret: Vec::new(),
+            revoke_secret: Vec::new(),
+            reason: None,
+        }
+    }
+
+    fn change(field: &str, before: Option<Value>, after: Option<Value>) -> FieldChange {
+        FieldChange {
+            field: field.into(),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn a_target_step_may_write_only_what_it_shows() {
+        let shown = step(
+            Action::Update,
+            serde_json::json!({"display_name": "New", "active": true, "credentials": ["password"]}),
+            serde_json::json!({"display_name": "Old", "active": true}),
+            vec![change(
+                "display_name",
+                Some("Old".into()),
+                Some("New".into()),
+            )],
+        );
+        assert_eq!(check_target_step(&shown), Ok(()));
+        // An attribute written but not listed (hidden from reviewers).
+        let hidden = step(
+            Action::Update,
+            serde_json::json!({"display_name": "New", "active": false}),
+            serde_json::json!({"display_name": "Old", "active": true}),
+            vec![change(
+                "display_name",
+                Some("Old".into()),
+                Some("New".into()),
+            )],
+        );
+        assert!(check_target_step(&hidden).unwrap_err().contains("active"));
+        // A change shown with another value than the one written.
+        let forged = step(
+            Action::Update,
+            serde_json::json!({"display_name": "Evil"}),
+            serde_json::json!({"display_name": "Old"}),
+            vec![change(
+                "display_name",
+                Some("Old".into()),
+                Some("New".into()),
+            )],
+        );
+        assert!(check_target_step(&forged).unwrap_err().contains("differs"));
+        // A create lists every attribute it writes.
+        let create = step(
+            Action::Create,
+            serde_json::json!({"display_name": "New", "email": "x@acme.example"}),
+            Value::Null,
+            vec![change("display_name", None, Some("New".into()))],
+        );
+        assert!(check_target_step(&create).unwrap_err().contains("email"));
+    }
 }

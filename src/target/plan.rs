@@ -437,6 +437,22 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                 }
                 step.changes = field_changes(&names, &have, want);
                 step.current = Some(have.clone());
+                // What the target does not keep is written back as it holds
+                // it (a no-op), never as roster would want it: a plan writes
+                // only what it shows.
+                if let Some(attrs) = step.attrs.as_mut() {
+                    for k in ignore {
+                        match have.get(k) {
+                            Some(v) if attrs.contains_key(k) => {
+                                attrs.insert(k.clone(), v.clone());
+                            }
+                            None => {
+                                attrs.remove(k);
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
                 let was_active = is_active(&have);
                 let now_active = is_active(want);
                 if kind == ObjKind::User && !was_active && now_active {
@@ -591,7 +607,18 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
             });
             continue;
         }
-        let target = deactivated(&rec.attrs);
+        let mut target = deactivated(&rec.attrs);
+        for k in &rec.not_kept {
+            match have.get(k) {
+                Some(v) if target.contains_key(k) => {
+                    target.insert(k.clone(), v.clone());
+                }
+                None => {
+                    target.remove(k);
+                }
+                Some(_) => {}
+            }
+        }
         let names: Vec<String> = target
             .keys()
             .chain(have.keys().filter(|k| rec.attrs.contains_key(*k)))
@@ -717,7 +744,7 @@ mod tests {
         }
         fn run_protecting(&self, protected: &BTreeSet<String>) -> TargetPlan {
             let none = BTreeSet::new();
-            plan(&Input {
+            let p = plan(&Input {
                 name: "slack",
                 kind: "scim",
                 caps: &self.caps,
@@ -730,7 +757,17 @@ mod tests {
                 rotated: &none,
                 protected,
                 removal: self.removal,
-            })
+            });
+            // Every step writes only what it shows (what a saved plan is
+            // checked for).
+            for step in &p.steps {
+                assert_eq!(
+                    crate::plan::verify::check_target_step(step),
+                    Ok(()),
+                    "{step:?}"
+                );
+            }
+            p
         }
     }
 
