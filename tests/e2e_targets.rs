@@ -347,6 +347,17 @@ fn an_apply_killed_while_writing_a_target_converges_and_no_valid_password_was_un
     child.kill().expect("SIGKILL the apply");
     child.wait().expect("reap");
     proxy.script(&[]);
+    // Requests the proxy was still holding reach the server after the kill,
+    // as a late request would: wait (bounded) until the server is settled.
+    let mut last = usize::MAX;
+    for _ in 0..40 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = user_names(&server.http_base(None)).len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     let created = user_names(&server.http_base(None)).len();
     assert!(
         (1..12).contains(&created),

@@ -707,3 +707,46 @@ fn a_wrong_token_is_an_auth_error_naming_the_variable_not_the_token() {
     let home = std::env::var("HOME").unwrap_or_default();
     assert!(home.is_empty() || !e.message.contains(&home), "{e}");
 }
+
+#[test]
+fn a_create_that_finds_rosters_own_object_takes_it_and_one_of_another_system_is_a_conflict() {
+    let server = ScimServer::start(core_only());
+    let base = server.http_base(None);
+    // What a POST that landed after its apply was killed leaves: roster's
+    // externalId, an old password.
+    for (name, external) in [
+        ("late-create", Some("roster:user:late-create")),
+        ("someone-else", None),
+    ] {
+        let mut body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name, "password": "old-Pw-1"
+        });
+        if let Some(e) = external {
+            body["externalId"] = json!(e);
+        }
+        let (s, b) = direct("POST", &format!("{base}/Users"), Some(body));
+        assert_eq!(s, 201, "{b}");
+    }
+    let t = server.target();
+    t.open().expect("open");
+    let mut req = Req::user(
+        "late-create",
+        attrs(json!({"display_name": "Late", "active": true})),
+    );
+    req.password = Some(Secret::new("new-Pw-2".into()));
+    let made = req
+        .run(&t)
+        .expect("roster's own object is taken, not refused");
+    assert!(
+        !made.password_set,
+        "the password it holds is not this request's: it must be set again"
+    );
+    let mut other = Req::user("someone-else", attrs(json!({"active": true})));
+    other.password = Some(Secret::new("new-Pw-3".into()));
+    let err = other
+        .run(&t)
+        .expect_err("another system's user is not taken");
+    assert_eq!(err.class, ErrorClass::Conflict, "{err}");
+    assert!(err.message.contains("409"), "{err}");
+}

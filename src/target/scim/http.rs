@@ -388,6 +388,35 @@ impl Http {
                         }
                     }
                 }
+                // A name already in use may be roster's own object from a
+                // create whose answer never came back (an apply killed, a
+                // POST that arrived late): when it carries the externalId
+                // this create sends, it is that object (answered with
+                // status 409, so the caller knows this request's body was
+                // not what made it).
+                Err(e) if e.status == Some(409) && body.get("externalId").is_some() => {
+                    match self.find(endpoint, lookup) {
+                        Ok(found) => {
+                            if let Some(existing) = found
+                                .into_iter()
+                                .find(|o| o.get("externalId") == body.get("externalId"))
+                            {
+                                return Ok(Response {
+                                    status: 409,
+                                    etag: None,
+                                    body: existing,
+                                });
+                            }
+                            errors.push(e);
+                            return Err(errors);
+                        }
+                        Err(lookup_error) => {
+                            errors.push(e);
+                            errors.push(lookup_error);
+                            return Err(errors);
+                        }
+                    }
+                }
                 Err(e) => {
                     errors.push(e);
                     return Err(errors);
