@@ -234,17 +234,25 @@ fn field_changes(names: &[String], before: &Attrs, after: &Attrs) -> Vec<FieldCh
         .collect()
 }
 
-/// The secrets of a user created on the target.
-fn new_secrets(
+/// Make `step` the create of `want`: every attribute shown (roster's own
+/// bookkeeping aside) and the user's secrets in the target's mode.
+fn make_create(
     step: &mut TargetStep,
+    want: &Attrs,
+    input: &Input<'_>,
     wanted: &[SecretKind],
-    mode: &dyn Fn(SecretKind) -> Option<SecretMode>,
-    generated: &BTreeMap<String, Vec<SecretKind>>,
     needs: &mut BTreeMap<String, BTreeSet<SecretKind>>,
 ) {
-    let generated = generated.get(&step.key);
+    step.action = Action::Create;
+    let shown: Vec<String> = want
+        .keys()
+        .filter(|k| !is_internal(input.caps, k))
+        .cloned()
+        .collect();
+    step.changes = field_changes(&shown, &Attrs::new(), want);
+    let generated = input.generated.get(&step.key);
     for k in wanted {
-        match mode(*k) {
+        match input.caps.secrets.get(k).copied() {
             Some(SecretMode::RosterGenerated) => {
                 if generated.is_some_and(|g| g.contains(k)) {
                     step.set_secret.push(*k);
@@ -367,24 +375,8 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                             message: format!("not found on {name}: it was deleted outside roster"),
                         });
                     }
-                    step.action = Action::Create;
                     step.reason = Some("missing".into());
-                    step.changes = field_changes(
-                        &want
-                            .keys()
-                            .filter(|k| !is_internal(input.caps, k))
-                            .cloned()
-                            .collect::<Vec<_>>(),
-                        &Attrs::new(),
-                        want,
-                    );
-                    new_secrets(
-                        &mut step,
-                        &wanted_secrets,
-                        &mode,
-                        input.generated,
-                        &mut out.needs,
-                    );
+                    make_create(&mut step, want, input, &wanted_secrets, &mut out.needs);
                     if first_phase(input.caps, kind) {
                         steps_first.push(step);
                     } else {
@@ -536,23 +528,7 @@ pub fn plan(input: &Input<'_>) -> TargetPlan {
                     out.conflicts.push(addr);
                     continue;
                 }
-                step.action = Action::Create;
-                step.changes = field_changes(
-                    &want
-                        .keys()
-                        .filter(|k| !is_internal(input.caps, k))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                    &Attrs::new(),
-                    want,
-                );
-                new_secrets(
-                    &mut step,
-                    &wanted_secrets,
-                    &mode,
-                    input.generated,
-                    &mut out.needs,
-                );
+                make_create(&mut step, want, input, &wanted_secrets, &mut out.needs);
                 if first_phase(input.caps, kind) {
                     steps_first.push(step);
                 } else {
